@@ -1,0 +1,116 @@
+"""The one anatomy every cnnlab model has: stem -> stages -> head.
+
+Fine-tuning, freezing and the analyzer rely on it and never special-case a family (DESIGN.md rule 4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    """What one stage hands on: its output channels and cumulative stride w.r.t. the input."""
+
+    name: str
+    channels: int
+    stride: int
+
+
+class AuxOutputs(NamedTuple):
+    """What a model with auxiliary classifiers returns in training mode (eval mode returns logits only)."""
+
+    logits: torch.Tensor
+    aux: tuple[torch.Tensor, ...]
+
+
+class ClassifierNet(nn.Module):
+    """Base of every zoo model.
+
+    Subclasses build `self.stem`, `self.stages` (an nn.Sequential of stages) and `self.head` (a module with a
+    `reset(num_classes)` method), set `self.stage_info` (one StageInfo per stage) and `self.min_input_size`
+    (the smallest square input, in pixels, that reaches the head with a non-empty feature map).
+    """
+
+    stem: nn.Module
+    stages: nn.Sequential
+    head: nn.Module
+    stage_info: tuple[StageInfo, ...]
+    min_input_size: int
+    model_name: str = ""
+
+    def check_input(self, x: torch.Tensor) -> None:
+        h, w = x.shape[-2], x.shape[-1]
+        if min(h, w) < self.min_input_size:
+            name = self.model_name or type(self).__name__
+            raise ValueError(
+                f"{name} needs an input of at least {self.min_input_size}x{self.min_input_size} pixels, got {h}x{w}"
+            )
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's feature map (before the head's pooling)."""
+        self.check_input(x)
+        return self.stages(self.stem(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def reset_head(self, num_classes: int) -> None:
+        """Replace the final classifier layer with a fresh one for `num_classes` classes."""
+        self.head.reset(num_classes)
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.num_classes
+
+
+@dataclass(frozen=True)
+class Paper:
+    title: str
+    authors: str
+    year: int
+    arxiv: str | None = None
+    table: str | None = None  # where in the paper the architecture is specified
+
+
+@dataclass(frozen=True)
+class Published:
+    """Figures published for a variant; `None` where nobody published one. MACs at `input_size`."""
+
+    params: int | None = None
+    macs: int | None = None
+    top1: float | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Family:
+    """One architecture family: the paper, its table of variants, and how to build them.
+
+    `build(spec, num_classes, in_chans)` returns a ClassifierNet. `torchvision` maps cnnlab variant names to
+    torchvision's builder names; `torchvision_keys` (and `timm_keys`) are ordered (regex, replacement) rules that
+    rename a foreign state_dict key into cnnlab's (applied with re.sub, first matching rule wins).
+    """
+
+    name: str
+    paper: Paper
+    specs: dict[str, Any]
+    build: Callable[..., ClassifierNet]
+    input_size: Callable[[str, Any], tuple[int, int, int]]
+    papers: dict[str, Paper] = field(default_factory=dict)  # per-variant paper where it differs
+    published: dict[str, Published] = field(default_factory=dict)
+    deviations: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per variant; "*" for all
+    torchvision: dict[str, str] = field(default_factory=dict)
+    torchvision_keys: tuple[tuple[str, str], ...] = ()
+    timm: dict[str, str] = field(default_factory=dict)
+    timm_keys: tuple[tuple[str, str], ...] = ()
+    default_num_classes: Callable[[str, Any], int] = lambda name, spec: 1000
+
+
+def fixed_input(size: tuple[int, int, int]) -> Callable[[str, Any], tuple[int, int, int]]:
+    return lambda name, spec: size
