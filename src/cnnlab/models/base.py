@@ -80,10 +80,14 @@ class Paper:
 
 @dataclass(frozen=True)
 class Published:
-    """Figures published for a variant; `None` where nobody published one. MACs at `input_size`."""
+    """Figures published for a variant; `None` where nobody published one.
+
+    `gmacs` is billions of multiply-adds at the family's default input size, as rounded by its source;
+    `top1` is ImageNet top-1 accuracy in percent.
+    """
 
     params: int | None = None
-    macs: int | None = None
+    gmacs: float | None = None
     top1: float | None = None
     source: str = ""
 
