@@ -137,8 +137,20 @@ def head_classes(model: nn.Module, state: StateDict) -> int | None:
     fc = getattr(head, "fc", None)
     if fc is None:
         return None
-    key = next((k for k, v in model.state_dict().items() if v is fc.weight), None)
+    key = next((k for k, v in model.named_parameters() if v is fc.weight), None)
     if key is None or key not in state:
         return None
     n = int(state[key].shape[0])
     return n if n != head.num_classes else None
+
+
+def save_state_dict(state: Mapping[str, torch.Tensor], path: str | Path) -> None:
+    """Write a state_dict as safetensors atomically (temp file, fsync, rename)."""
+    from safetensors.torch import save_file
+
+    from cnnlab.fileio import atomic_path
+
+    # safetensors refuses shared storage (tied weights); contiguous clones keep every name loadable.
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp))
