@@ -1,0 +1,263 @@
+"""A training recipe: a frozen dataclass read from a flat TOML file, overridable with `--set key=value`.
+
+Every field is checked against its type and range, so a misspelt key or a negative learning rate fails before
+any data is read (DESIGN.md rule 10: configs are checked data).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import CnnlabError, UnknownNameError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+OPTIMIZERS = ("sgd", "adamw", "rmsprop")
+SCHEDULES = ("constant", "step", "plateau", "cosine", "onecycle", "exp")
+PRECISIONS = ("fp32", "bf16", "fp16")
+UNITS = ("epoch", "iteration")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides a training run except the model's weights and the machine."""
+
+    model: str = ""  # a registered model name; the CLI's MODEL argument overrides it
+    data: str = ""  # a cnnlab.data spec ("shapes", "npz:path.npz", ...); --data overrides it
+    image_size: int = 0  # 0: the data source's native size
+    val_fraction: float = 0.1  # held out of the train split when the source has no val split
+    # -- length
+    epochs: int = 10
+    iterations: int = 0  # > 0: stop after this many optimizer steps (He et al. count iterations)
+    batch_size: int = 128  # the global batch, split over processes under DDP
+    # -- optimizer
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    decay_norm_and_bias: bool = False  # weight decay on norm scales/shifts and biases (off: they are not weights)
+    betas: tuple[float, ...] = (0.9, 0.999)  # AdamW
+    alpha: float = 0.9  # RMSprop's smoothing constant
+    eps: float = 1e-8
+    # -- schedule
+    schedule: str = "cosine"
+    milestones: tuple[float, ...] = ()  # step: in `milestone_unit`s
+    milestone_unit: str = "epoch"
+    gamma: float = 0.1  # step/plateau/exp: the factor applied at each drop (exp: per epoch)
+    warmup_epochs: float = 0.0  # linear warm-up from lr * warmup_start
+    warmup_start: float = 0.1
+    min_lr_ratio: float = 0.0  # cosine floor, as a fraction of lr
+    plateau_patience: int = 3  # epochs without a better val accuracy before dividing
+    plateau_threshold: float = 1e-3
+    onecycle_pct: float = 0.3  # fraction of the run spent rising
+    onecycle_div: float = 25.0  # start lr = lr / div
+    onecycle_final_div: float = 1e4  # end lr = lr / (div * final_div)
+    # -- regularization
+    label_smoothing: float = 0.0
+    dropout: float = -1.0  # >= 0: set every nn.Dropout's p; -1 keeps the model's
+    augment: str = "flip,crop:4"
+    aux_weight: float = 0.3  # auxiliary heads' loss weight (GoogLeNet, Szegedy et al. 2014 Sec. 5)
+    # -- numerics and speed
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    ema_decay: float = 0.0  # 0: no EMA; e.g. 0.999
+    grad_clip: float = 0.0  # max global grad norm; 0: none
+    seed: int = 0
+    threads: int = 0  # torch threads; 0 leaves torch's default (recorded either way for exact resume)
+    # -- bookkeeping
+    checkpoint_every: int = 0  # optimizer steps between checkpoints; 0: only at epoch ends
+    keep_last: int = 2  # step checkpoints kept (the newest good one plus fall-backs)
+    max_nonfinite: int = 5  # consecutive non-finite losses before the run stops
+    eval_batch_size: int = 256
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        def bad(msg: str) -> CnnlabError:
+            return CnnlabError(f"recipe: {msg}")
+
+        if not self.lr > 0:
+            raise bad(f"lr must be positive, got {self.lr}")
+        for name in ("epochs", "batch_size", "eval_batch_size", "keep_last", "max_nonfinite"):
+            if getattr(self, name) < 1:
+                raise bad(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("iterations", "checkpoint_every", "threads", "image_size", "plateau_patience"):
+            if getattr(self, name) < 0:
+                raise bad(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("weight_decay", "momentum", "warmup_epochs", "grad_clip", "min_lr_ratio", "eps"):
+            if getattr(self, name) < 0:
+                raise bad(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.label_smoothing < 1:
+            raise bad(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0 <= self.ema_decay < 1:
+            raise bad(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not (self.dropout == -1 or 0 <= self.dropout < 1):
+            raise bad(f"dropout must be in [0, 1) (or -1 to keep the model's), got {self.dropout}")
+        if not 0 <= self.val_fraction < 1:
+            raise bad(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0 < self.onecycle_pct < 1:
+            raise bad(f"onecycle_pct must be in (0, 1), got {self.onecycle_pct}")
+        if not 0 < self.gamma <= 1:
+            raise bad(f"gamma must be in (0, 1], got {self.gamma}")
+        if self.aux_weight < 0:
+            raise bad(f"aux_weight must be >= 0, got {self.aux_weight}")
+        if len(self.betas) != 2:
+            raise bad(f"betas needs two values, got {list(self.betas)}")
+        if list(self.milestones) != sorted(self.milestones) or any(m <= 0 for m in self.milestones):
+            raise bad(f"milestones must be positive and increasing, got {list(self.milestones)}")
+        for name, allowed in (
+            ("optimizer", OPTIMIZERS),
+            ("schedule", SCHEDULES),
+            ("precision", PRECISIONS),
+            ("milestone_unit", UNITS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise UnknownNameError(f"recipe {name}", getattr(self, name), allowed)
+        if self.schedule == "step" and not self.milestones:
+            raise bad("schedule 'step' needs milestones")
+
+    def replace(self, **changes: Any) -> Recipe:
+        return from_dict({**to_dict(self), **changes})
+
+    def to_toml(self) -> str:
+        return to_toml(self)
+
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(Recipe)
+
+
+def _is_optional(tp: Any) -> tuple[bool, Any]:
+    args = typing.get_args(tp)
+    if (typing.get_origin(tp) in (typing.Union, types.UnionType)) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return True, rest[0]
+    return False, tp
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Check `value` against the field type `tp`; ints widen to floats and lists become tuples, nothing else."""
+    optional, tp = _is_optional(tp)
+    if value is None and optional:
+        return None
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        (elem, *_) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            value = [value]  # `--set milestones=91` means a one-element list
+        return tuple(_coerce(key, v, elem) for v in value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():  # 64e3 iterations
+            return int(value)
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    type_name = getattr(tp, "__name__", str(tp))
+    raise CnnlabError(f"recipe: {key} must be {type_name}, got {value!r}")
+
+
+def from_dict(d: dict[str, Any]) -> Recipe:
+    types_ = _field_types()
+    clean = {}
+    for key, value in d.items():
+        if key not in types_:
+            raise UnknownNameError("recipe key", key, types_)
+        clean[key] = _coerce(key, value, types_[key])
+    return Recipe(**clean)
+
+
+def to_dict(recipe: Recipe) -> dict[str, Any]:
+    return {f.name: getattr(recipe, f.name) for f in dataclasses.fields(recipe)}
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (tuple, list)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} to TOML")
+
+
+def to_toml(recipe: Recipe) -> str:
+    """The full recipe, every field written, so a run directory alone can repeat the run."""
+    return "".join(f"{k} = {_toml_value(v)}\n" for k, v in to_dict(recipe).items())
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """`key=value` with a TOML value (`lr=0.05`, `milestones=[30, 60]`, `nesterov=true`); bare words are strings."""
+    if "=" not in item:
+        raise CnnlabError(f"--set expects key=value, got '{item}'")
+    key, raw = (s.strip() for s in item.split("=", 1))
+    types_ = _field_types()
+    if key not in types_:
+        raise UnknownNameError("recipe key", key, types_)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # `optimizer=adamw` needs no quotes
+    return key, value
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def builtin_recipes() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
+
+
+def recipe_path(name_or_path: str | Path) -> Path:
+    """A recipe file: an existing path, or the name of a packaged recipe (`resnet_cifar`)."""
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists():
+        if not p.is_file():
+            raise CnnlabError(f"recipe file not found: {p}")
+        return p
+    known = builtin_recipes()
+    if str(name_or_path) not in known:
+        raise UnknownNameError("recipe", str(name_or_path), known)
+    return CONFIG_DIR / f"{name_or_path}.toml"
+
+
+def load_recipe(
+    name_or_path: str | Path | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
+    **fields: Any,
+) -> Recipe:
+    """Defaults <- the TOML file <- `fields` <- `overrides` (`["lr=0.05", ...]` or a dict), each checked."""
+    d: dict[str, Any] = {}
+    if name_or_path is not None:
+        path = recipe_path(name_or_path)
+        try:
+            d = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise CnnlabError(f"recipe {path}: {e}") from None
+    d.update(fields)
+    if isinstance(overrides, dict):
+        d.update(overrides)
+    else:
+        for item in overrides or []:
+            key, value = parse_override(item)
+            d[key] = value
+    return from_dict(d)
