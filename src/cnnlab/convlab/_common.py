@@ -205,3 +205,16 @@ def pad_input(x: torch.Tensor, geo: ConvGeometry) -> torch.Tensor:
     if t == b == left == r == 0:
         return x
     return torch.nn.functional.pad(x, (left, r, t, b))
+
+
+def fast_len(n: int) -> int:
+    """Smallest m >= n whose prime factors are all in {2, 3, 5, 7}."""
+    m = n
+    while True:
+        r = m
+        for p in (2, 3, 5, 7):
+            while r % p == 0:
+                r //= p
+        if r == 1:
+            return m
+        m += 1

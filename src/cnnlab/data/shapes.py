@@ -105,12 +105,12 @@ def _uniform(g: torch.Generator, n: int, lo: float, hi: float, *rest: int) -> to
 
 
 def render_block(
-    n: int, size: int, num_classes: int, difficulty: float, g: torch.Generator
+    n: int, size: int, num_classes: int, difficulty: float, g: torch.Generator, offset: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw `n` images (uint8, (n, 3, size, size)) and labels (int64) from generator `g`."""
     d = float(difficulty)
-    # Class-balanced within a block, then shuffled.
-    y = torch.arange(n) % num_classes
+    # Class-balanced over consecutive blocks (the block index rotates the remainder), shuffled within a block.
+    y = (torch.arange(n) + offset) % num_classes
     y = y[torch.randperm(n, generator=g)]
     # Nuisance parameters (all in [-1, 1] image units; scale is the shape's half-extent).
     scale = _uniform(g, n, 0.62 - 0.22 * d, 0.86 - 0.1 * d)
@@ -118,7 +118,7 @@ def render_block(
     cx = (torch.rand(n, generator=g) * 2 - 1) * room
     cy = (torch.rand(n, generator=g) * 2 - 1) * room
     rot = torch.rand(n, generator=g) * 2 * math.pi
-    aspect = torch.exp(_uniform(g, n, -0.15, 0.15) * (0.5 + d))  # mild anisotropic stretch
+    aspect = torch.exp(_uniform(g, n, -0.1, 0.1) * (0.5 + d))  # mild anisotropic stretch
     bg = torch.rand(n, 3, generator=g)
     fg = torch.rand(n, 3, generator=g)
     # Keep the shape visible: if its colour is too close to the background, push each channel away.
@@ -199,7 +199,7 @@ def generate(
         g = torch.Generator().manual_seed((seed * 1_000_003 + stream) * 1_000_003 + b)
         m = min(block, n - start)
         # Always draw a full block so the first images do not depend on n.
-        img, lab = render_block(block, size, num_classes, difficulty, g)
+        img, lab = render_block(block, size, num_classes, difficulty, g, offset=b * block)
         x[start : start + m] = img[:m].numpy()
         y[start : start + m] = lab[:m].numpy()
     return x, y

@@ -81,6 +81,7 @@ class Recipe:
     max_nonfinite: int = 5  # consecutive non-finite losses before the run stops
     eval_batch_size: int = 256
     progress: bool = True
+    plots: bool = True  # curves.png at the end of the run
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> CnnlabError:
@@ -167,9 +168,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
+    elif tp is str and isinstance(value, str):
+        return value
     type_name = getattr(tp, "__name__", str(tp))
     raise CnnlabError(f"recipe: {key} must be {type_name}, got {value!r}")
 

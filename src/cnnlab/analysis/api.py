@@ -1,0 +1,290 @@
+"""`analyze`: the per-layer table of any model, counted where the ops really run, on the meta device."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.analysis.counter import CountingMode, Session, _tensors, meta_twin
+from cnnlab.analysis.report import Report, Row
+from cnnlab.errors import CnnlabError
+
+# Extra copies of the trainable parameters that an optimizer keeps.
+OPTIMIZER_COPIES = {"sgd": 0, "sgd_momentum": 1, "adam": 2, "adamw": 2}
+_LARGEST_SEARCHED = 4096  # pixels: where the search for a working input size gives up
+
+
+def resolve_model(name: str) -> tuple[nn.Module, tuple[int, ...]]:
+    """A model built on the meta device (no weights allocated) and its default input size.
+
+    `name` is a cnnlab name, or `torchvision:NAME` / `timm:NAME` for those libraries' own models.
+    """
+    prefix, _, rest = name.partition(":")
+    if rest and prefix == "torchvision":
+        import torchvision
+
+        if rest not in torchvision.models.list_models():
+            from cnnlab.errors import UnknownNameError
+
+            raise UnknownNameError("torchvision model", rest, torchvision.models.list_models())
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torchvision's init-weights FutureWarnings
+            model = torchvision.models.get_model(rest, weights=None)
+        return model, (3, 299, 299) if rest == "inception_v3" else (3, 224, 224)
+    if rest and prefix == "timm":
+        import timm
+
+        with torch.device("meta"):
+            model = timm.create_model(rest, pretrained=False)
+        return model, tuple(model.pretrained_cfg.get("input_size", (3, 224, 224)))
+    from cnnlab.registry import create_model, get_entry
+
+    entry = get_entry(name)
+    with torch.device("meta"):
+        model = create_model(name)
+    return model, tuple(entry.family.input_size(name, entry.spec))
+
+
+def _meta_like(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return torch.empty_like(obj, device="meta")
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_meta_like(o) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _meta_like(v) for k, v in obj.items()}
+    return obj
+
+
+def _check_size(input_size: Any) -> tuple[int, ...]:
+    if isinstance(input_size, int):
+        input_size = (3, input_size, input_size)
+    try:
+        size = tuple(int(s) for s in input_size)
+    except (TypeError, ValueError):
+        raise CnnlabError(f"input_size must be a tuple of positive integers, got {input_size!r}") from None
+    if not size or any(s <= 0 for s in size):
+        raise CnnlabError(f"input_size must be a tuple of positive integers, got {input_size!r}")
+    return size
+
+
+def _runs(twin: nn.Module, size: tuple[int, ...], dtype: torch.dtype) -> bool:
+    x = torch.empty(size, device="meta", dtype=dtype)
+    try:
+        with torch.no_grad(), torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            twin(x)
+    except Exception:
+        return False
+    return True
+
+
+def smallest_working_size(twin: nn.Module, size: tuple[int, ...], dtype: torch.dtype) -> int | None:
+    """The smallest square spatial size (searched by trying on meta) at which the model runs, or None."""
+    *lead, h, w = size
+    start = max(h, w, 1)
+
+    def ok(s: int) -> bool:
+        return _runs(twin, (*lead, s, s), dtype)
+
+    hi = start
+    while hi <= _LARGEST_SEARCHED and not ok(hi):
+        hi *= 2
+    if hi <= _LARGEST_SEARCHED:
+        lo = max(hi // 2, 0) if hi > start else 0  # everything at or below lo is assumed too small
+        if hi == start:
+            lo = 0
+        while hi - lo > 1:  # sizes grow monotonically easier for conv nets: bisect (lo fails, hi works)
+            mid = (lo + hi) // 2
+            if ok(mid):
+                hi = mid
+            else:
+                lo = mid
+        return hi
+    for s in range(start - 1, max(0, start - 256), -1):  # nets that need an exact size (a Linear after conv)
+        if ok(s):
+            return s
+    return None
+
+
+def analyze(
+    model_or_name: nn.Module | str,
+    input_size: Sequence[int] | int | None = None,
+    batch_size: int = 1,
+    strict: bool = False,
+    depth: int | None = None,
+    *,
+    inputs: Any = None,
+    input_kwargs: dict[str, Any] | None = None,
+    train: bool = False,
+    dtype: torch.dtype = torch.float32,
+    optimizer: str = "sgd_momentum",
+    fast: bool = True,
+) -> Report:
+    """Count a model's per-layer shapes, parameters, MACs, FLOPs, memory and receptive field.
+
+    `model_or_name` is a registered cnnlab name (built on the meta device: no weights are allocated), a
+    `torchvision:NAME` or `timm:NAME`, or any nn.Module, which is analysed through a meta twin and left exactly
+    as it was (device, mode, state_dict, hooks). The forward runs once on meta tensors of shape
+    `(batch_size, *input_size)` (default: the zoo's input size, else 3x224x224), or on meta copies of `inputs`
+    (a tensor, a tuple of positional arguments, or any other object passed as the one argument, e.g. a dict)
+    plus `input_kwargs`. The twin runs in eval mode unless `train=True` (then dropout and auxiliary heads run).
+
+    Ops without a cost formula are listed in `Report.unsupported` (and warned about); `strict=True` raises
+    instead. `depth` sets the default depth of the rendered tables. `optimizer` ("sgd", "sgd_momentum", "adam",
+    "adamw") sets the optimizer state in `training_bytes`. `fast=False` runs every meta kernel instead of the
+    shape formulas of shapes.py (the slow oracle; same report).
+    """
+    if optimizer not in OPTIMIZER_COPIES:
+        from cnnlab.errors import UnknownNameError
+
+        raise UnknownNameError("optimizer", optimizer, OPTIMIZER_COPIES)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise CnnlabError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(model_or_name, str):
+        twin, default_size = resolve_model(model_or_name)
+        label = model_or_name
+    elif isinstance(model_or_name, nn.Module):
+        twin, default_size = meta_twin(model_or_name), (3, 224, 224)
+        label = getattr(model_or_name, "model_name", "") or type(model_or_name).__name__
+    else:
+        raise CnnlabError(f"analyze needs a model name or an nn.Module, got {type(model_or_name).__name__}")
+    twin.train(train)
+
+    if inputs is None:
+        size = _check_size(default_size if input_size is None else input_size)
+        args: tuple = (torch.empty((batch_size, *size), device="meta", dtype=dtype),)
+    else:
+        args = _meta_like(inputs) if isinstance(inputs, tuple) else (_meta_like(inputs),)
+    kwargs = _meta_like(input_kwargs or {})
+    example = next(_tensors((args, kwargs)), None)
+    input_shape = tuple(example.shape) if example is not None else ()
+
+    session = Session(twin)
+    for t in {id(t): t for t in _tensors((args, kwargs))}.values():
+        session.register_input(t)
+    session.attach()
+    try:
+        # The device context catches factory calls inside forward (torch.zeros(n) without a device).
+        with (
+            torch.enable_grad(),
+            torch.device("meta"),
+            torch.autograd.graph.saved_tensors_hooks(session.pack, session.unpack),
+            CountingMode(session, fast),
+        ):
+            out = twin(*args, **kwargs)
+    except Exception as e:
+        session.detach()
+        session.stop_tracking()
+        raise _failure(label, twin, session, e, input_shape if inputs is None else None, dtype) from e
+    session.detach()
+    del out, args, kwargs, example
+    session.stop_tracking()
+    return _report(label, twin, session, input_shape, batch_size, dtype, train, optimizer, strict, depth)
+
+
+def _failure(
+    label: str,
+    twin: nn.Module,
+    session: Session,
+    err: Exception,
+    input_shape: tuple[int, ...] | None,
+    dtype: torch.dtype,
+) -> CnnlabError:
+    where = session.stack[-1].row if session.stack else None
+    layer = f"layer '{where.name or label}' ({where.kind})" if where else "the model's forward"
+    reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    msg = f"{label} fails on input {'x'.join(map(str, input_shape or ()))} at {layer}: {reason}"
+    if input_shape is not None and len(input_shape) >= 3:
+        best = smallest_working_size(twin, input_shape, dtype)
+        c = "x".join(map(str, input_shape[1:-2]))
+        if best is not None:
+            msg += f"; the smallest square input that works is {c}x{best}x{best}"
+        else:
+            msg += f"; no square input up to {_LARGEST_SEARCHED}x{_LARGEST_SEARCHED} works"
+    return CnnlabError(msg)
+
+
+def _report(
+    label: str,
+    twin: nn.Module,
+    session: Session,
+    input_shape: tuple[int, ...],
+    batch_size: int,
+    dtype: torch.dtype,
+    train: bool,
+    optimizer: str,
+    strict: bool,
+    depth: int | None,
+) -> Report:
+    if session.unsupported:
+        ops = ", ".join(f"{k} x{v}" for k, v in sorted(session.unsupported.items()))
+        if strict:
+            raise CnnlabError(f"{label}: ops without a cost formula: {ops}")
+        warnings.warn(f"{label}: ops without a cost formula, not counted: {ops}", stacklevel=3)
+    # Inclusive figures: children come after their parent in call order, so walk backwards.
+    for call in reversed(session.calls):
+        r = call.row
+        r.macs = r.self_macs + sum(c.row.macs for c in call.children)
+        r.flops = r.self_flops + sum(c.row.flops for c in call.children)
+        r.params = r.self_params + sum(c.row.params for c in call.children)
+        r.calls = session.call_counts[id(call.module)]
+    rows: list[Row] = [c.row for c in session.calls]
+    total_macs = sum(r.self_macs for r in rows) + session.orphan_macs
+    flops = sum(r.self_flops for r in rows) + session.orphan_flops
+
+    params = list(twin.parameters())
+    total_params = sum(p.numel() for p in params)
+    trainable = [p for p in params if p.requires_grad]
+    trainable_params = sum(p.numel() for p in trainable)
+    param_bytes = sum(p.numel() * p.element_size() for p in params)
+    buffer_bytes = sum(b.numel() * b.element_size() for b in twin.buffers())
+    grad_bytes = sum(p.numel() * p.element_size() for p in trainable)
+    optimizer_state_bytes = OPTIMIZER_COPIES[optimizer] * grad_bytes
+    saved = sum(session.saved.values())
+    warns = []
+    if session.misaligned:
+        where = ", ".join(f"'{k}'" for k in list(session.misaligned)[:5])
+        warns.append(
+            f"branches merged with misaligned receptive-field centres or strides at {where}"
+            + (" and more" if len(session.misaligned) > 5 else "")
+        )
+        warnings.warn(f"{label}: {warns[-1]}", stacklevel=3)
+    rf = session.last_field
+    return Report(
+        model=label,
+        input_shape=input_shape,
+        batch_size=batch_size,
+        dtype=str(dtype).replace("torch.", ""),
+        mode="train" if train else "eval",
+        rows=rows,
+        total_params=total_params,
+        trainable_params=trainable_params,
+        total_macs=total_macs,
+        flops=flops,
+        total_activation_bytes=session.written_bytes,
+        peak_activation_bytes=session.peak_bytes,
+        saved_activation_bytes=saved,
+        param_bytes=param_bytes,
+        buffer_bytes=buffer_bytes,
+        grad_bytes=grad_bytes,
+        optimizer=optimizer,
+        optimizer_state_bytes=optimizer_state_bytes,
+        training_bytes=saved + param_bytes + buffer_bytes + grad_bytes + optimizer_state_bytes,
+        receptive_field=rf.max_size if rf is not None else None,
+        jump=rf.max_jump if rf is not None else None,
+        global_context=session.global_context,
+        unsupported=dict(session.unsupported),
+        warnings=warns,
+        depth=depth,
+    )
+
+
+@lru_cache(maxsize=None)
+def total_macs(name: str, input_size: tuple[int, ...] | None = None) -> int:
+    """MACs of a registered model at its default input size (for `cnnlab models`)."""
+    return analyze(name, input_size=input_size).total_macs

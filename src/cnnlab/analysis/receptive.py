@@ -1,0 +1,103 @@
+"""Receptive fields on the graph (Araujo, Norris & Sim, "Computing Receptive Fields of Convolutional Neural
+Networks", Distill 2019).
+
+Every activation carries, per spatial axis, (size r, jump j, start u): the field's size in input pixels, the
+distance in input pixels between neighbouring positions (the cumulative stride), and the centre of the first
+position's field in input coordinates (input pixel i has centre i). A window (kernel k, stride s, padding p,
+dilation d) maps them as
+
+    r' = r + (k - 1) * d * j        j' = j * s        u' = u + ((k - 1) * d / 2 - p) * j
+
+Ops with several inputs (add, mul, cat, ...) take the maximum size over their inputs: the field of a branching
+network is the largest over all paths. When inputs disagree on jump or start the branches look at misaligned
+grids (their fields are not centred on the same pixels) and the analyzer warns.
+
+Global context (pooling to one position, SE gates, attention between two activations) is marked GLOBAL and left
+out of the maximum, as in Araujo et al., who follow conv/pool paths only; a report says when this happened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cnnlab.analysis.formulas import GLOBAL, Window
+
+
+@dataclass(frozen=True)
+class RField:
+    size: tuple[float, ...]
+    jump: tuple[float, ...]
+    start: tuple[float, ...]
+
+    @property
+    def max_size(self) -> int | float:
+        return _num(max(self.size))
+
+    @property
+    def max_jump(self) -> int | float:
+        return _num(max(self.jump))
+
+
+def _num(x: float) -> int | float:
+    return int(x) if float(x).is_integer() else round(float(x), 3)
+
+
+def input_field(n_axes: int) -> RField:
+    return RField((1.0,) * n_axes, (1.0,) * n_axes, (0.0,) * n_axes)
+
+
+def _axes(rf: RField, n: int) -> RField:
+    """The last `n` axes of a field (a 1-D window over a 2-D map's last axis uses its last entry)."""
+    if len(rf.size) == n:
+        return rf
+    if len(rf.size) > n:
+        return RField(rf.size[-n:], rf.jump[-n:], rf.start[-n:])
+    pad = n - len(rf.size)
+    return RField(rf.size[:1] * pad + rf.size, rf.jump[:1] * pad + rf.jump, rf.start[:1] * pad + rf.start)
+
+
+def apply_window(rf: RField, w: Window) -> RField:
+    rf = _axes(rf, len(w.kernel))
+    size, jump, start = [], [], []
+    for r, j, u, k, s, p, d in zip(rf.size, rf.jump, rf.start, w.kernel, w.stride, w.padding, w.dilation):
+        span = (k - 1) * d
+        if w.transposed:
+            # Output o gathers inputs i with i*s - p + kk*d = o: about span/s + 1 of them, at jump j/s.
+            size.append(r + span / s * j)
+            jump.append(j / s)
+            start.append(u + (p - span / 2) / s * j)
+        else:
+            size.append(r + span * j)
+            jump.append(j * s)
+            start.append(u + (span / 2 - p) * j)
+    return RField(tuple(size), tuple(jump), tuple(start))
+
+
+def rescale(rf: RField, in_sizes: tuple[int, ...], out_sizes: tuple[int, ...]) -> RField:
+    """Nearest/bilinear resampling: same field, positions `in/out` times as far apart."""
+    rf = _axes(rf, len(in_sizes))
+    jump = tuple(j * i / o for j, i, o in zip(rf.jump, in_sizes, out_sizes))
+    return RField(rf.size, jump, rf.start)
+
+
+def merge(fields: list) -> tuple[RField | str | None, bool, bool]:
+    """Combine the fields of an op's inputs: (field, misaligned, saw_global).
+
+    Non-spatial inputs (None: weights, constants) are ignored; GLOBAL inputs are ignored unless all are GLOBAL.
+    """
+    spatial = [f for f in fields if isinstance(f, RField)]
+    saw_global = any(f is GLOBAL for f in fields)
+    if not spatial:
+        return (GLOBAL if saw_global else None), False, saw_global
+    if len(spatial) == 1:
+        return spatial[0], False, saw_global
+    n = max(len(f.size) for f in spatial)
+    spatial = [_axes(f, n) for f in spatial]
+    best = max(spatial, key=lambda f: max(f.size))
+    size = tuple(max(f.size[a] for f in spatial) for a in range(n))
+    misaligned = any(
+        abs(f.jump[a] - best.jump[a]) > 1e-9 or abs(f.start[a] - best.start[a]) > 1e-9
+        for f in spatial
+        for a in range(n)
+    )
+    return RField(size, best.jump, best.start), misaligned, saw_global

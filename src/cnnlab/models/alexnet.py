@@ -1,0 +1,230 @@
+"""AlexNet (Krizhevsky, Sutskever, Hinton 2012, "ImageNet Classification with Deep Convolutional Neural
+Networks", Sec. 3 and Fig. 2), and the single-GPU variant torchvision ships ("One weird trick for parallelizing
+convolutional neural networks", Krizhevsky 2014, arXiv:1404.5997).
+
+Five conv layers, three fully connected. The table has one row per conv layer; the network is one loop over it.
+Each conv layer is one stage (as in LeNet-5: eight layers need no grouping); the stem is empty.
+
+- `alexnet_paper`, the 2012 network: 96-256-384-384-256 filters; the model was split over two GPUs and conv2,
+  conv4 and conv5 only see the kernel maps on their own GPU (groups=2), while conv3 and the FC layers see both;
+  LRN (k=2, n=5, alpha=1e-4, beta=0.75) after conv1 and conv2, each followed by an overlapping 3x3/2 max-pool,
+  as is conv5. The paper says 224x224 inputs, but an 11x11 stride-4 conv only gives its 55x55 maps from 227.
+- `alexnet`, torchvision's: 64-192-384-256-256 filters, no groups, no LRN, conv1 padded by 2 so 224 works.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from cnnlab.models.base import ClassifierNet, Family, Paper, Published, StageInfo
+from cnnlab.nn.heads import Head
+from cnnlab.nn.lrn import LRN
+
+# One conv layer: out channels, kernel, stride, padding, groups, and what follows its ReLU in order
+# ("lrn", "pool" = 3x3 stride-2 max-pool).
+ConvRow = tuple[int, int, int, int, int, tuple[str, ...]]
+
+PAPER_2012: tuple[ConvRow, ...] = (
+    # out, k, s, p, groups, after ReLU
+    (96, 11, 4, 0, 1, ("lrn", "pool")),  # each GPU holds 48 filters but sees the whole image: groups=1
+    (256, 5, 1, 2, 2, ("lrn", "pool")),
+    (384, 3, 1, 1, 1, ()),  # conv3 reads the kernel maps of both GPUs
+    (384, 3, 1, 1, 2, ()),
+    (256, 3, 1, 1, 2, ("pool",)),
+)
+
+ONE_WEIRD_TRICK: tuple[ConvRow, ...] = (
+    (64, 11, 4, 2, 1, ("pool",)),
+    (192, 5, 1, 2, 1, ("pool",)),
+    (384, 3, 1, 1, 1, ()),
+    (256, 3, 1, 1, 1, ()),
+    (256, 3, 1, 1, 1, ("pool",)),
+)
+
+
+@dataclass(frozen=True)
+class AlexNetSpec:
+    """Conv rows (see ConvRow), then fc6, fc7 (`fc`) and the classifier on a `map_size` x `map_size` pool5 map."""
+
+    convs: tuple[ConvRow, ...]
+    fc: tuple[int, ...] = (4096, 4096)
+    dropout: float = 0.5  # Sec. 4.2: dropout in the first two fully connected layers
+    dropout_first: bool = False  # True: drop fc6's and fc7's inputs (torchvision); False: their outputs (paper)
+    map_size: int = 6  # pool5 is 6x6 at the default input; fc6 reads C x 6 x 6
+    adaptive_pool: bool = False  # True: average-pool any pool5 map to map_size (torchvision), so any input works
+    pool_ceil: bool = False  # round pooled sizes up (Caffe's convention; ZFNet's Fig. 3 sizes need it)
+    lrn: tuple[int, float, float, float] = (5, 2.0, 1e-4, 0.75)  # n, k, alpha, beta (Sec. 3.3)
+    init: Literal["torch", "paper"] = "torch"  # "paper": N(0, 0.01), biases 1 in conv2/4/5 and fc6/7 (Sec. 5)
+    resolution: int = 227
+
+
+SPECS = {
+    "alexnet_paper": AlexNetSpec(PAPER_2012, init="paper"),
+    # DEVIATION: torchvision's single-GPU net (64-192-384-256-256, no LRN) with an adaptive average pool
+    # before fc6, and dropout on the inputs of fc6 and fc7 rather than their outputs.
+    "alexnet": AlexNetSpec(ONE_WEIRD_TRICK, dropout_first=True, adaptive_pool=True, resolution=224),
+}
+
+
+class FCHead(Head):
+    """pool5 map -> flatten -> fc6, fc7 (Linear-ReLU, with dropout) -> fc: the head of AlexNet, ZFNet and VGG.
+
+    `hidden` is one flat Sequential (Linear, ReLU, Dropout or Dropout, Linear, ReLU per layer), so its indices
+    line up with torchvision's `classifier`.
+    """
+
+    def __init__(
+        self,
+        in_ch: int,
+        map_size: int,
+        fc: tuple[int, ...],
+        num_classes: int,
+        dropout: float,
+        dropout_first: bool = False,
+        adaptive_pool: bool = True,
+    ):
+        super().__init__()
+        self.map_size = map_size
+        # DEVIATION (where enabled): the papers' fc6 reads a fixed pool5 map; torchvision average-pools to it.
+        self.pool = nn.AdaptiveAvgPool2d(map_size) if adaptive_pool else nn.Identity()
+        self.flatten = nn.Flatten(1)
+        layers: list[nn.Module] = []
+        n = in_ch * map_size * map_size
+        for width in fc:
+            block = [nn.Linear(n, width), nn.ReLU(inplace=True)]
+            layers += [nn.Dropout(dropout), *block] if dropout_first else [*block, nn.Dropout(dropout)]
+            n = width
+        self.hidden = nn.Sequential(*layers)
+        self.fc = nn.Linear(n, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(x)
+        if tuple(x.shape[-2:]) != (self.map_size, self.map_size):
+            raise ValueError(
+                f"fc6 reads {self.map_size}x{self.map_size} feature maps, got {x.shape[-2]}x{x.shape[-1]}: use "
+                "the input size the network was built for, or build it with adaptive_pool=True"
+            )
+        return self.fc(self.hidden(self.flatten(x)))
+
+
+def min_input_size(spec: AlexNetSpec) -> int:
+    """The smallest square input whose pool5 map reaches the head's size (1 with an adaptive pool).
+
+    Walks the table backwards: a layer with kernel k, stride s, padding p gives m outputs from
+    (m - 1) s + k - 2p inputs; a ceil-mode pool (no padding) from (m - 2) s + k + 1.
+    """
+    m = 1 if spec.adaptive_pool else spec.map_size
+    for _, k, s, p, _, after in reversed(spec.convs):
+        for op in reversed(after):
+            if op == "pool":
+                m = (m - 2) * 2 + 3 + 1 if spec.pool_ceil else (m - 1) * 2 + 3
+        m = max(1, (m - 1) * s + k - 2 * p)
+    return m
+
+
+class AlexNet(ClassifierNet):
+    """One stage per conv layer: conv -> ReLU [-> LRN] [-> max-pool], in the order the row gives."""
+
+    def __init__(self, spec: AlexNetSpec, num_classes: int = 1000, in_chans: int = 3):
+        super().__init__()
+        self.spec = spec
+        self.stem = nn.Identity()
+        stages, infos, ch, stride = [], [], in_chans, 1
+        for i, (out, k, s, p, groups, after) in enumerate(spec.convs):
+            layers: dict[str, nn.Module] = {
+                "conv": nn.Conv2d(ch, out, k, s, p, groups=groups),
+                "relu": nn.ReLU(inplace=True),
+            }
+            stride *= s
+            for op in after:
+                if op == "lrn":
+                    layers["lrn"] = LRN(*spec.lrn)
+                elif op == "pool":
+                    # Overlapping pooling (Sec. 3.4): z=3, s=2.
+                    layers["pool"] = nn.MaxPool2d(3, 2, ceil_mode=spec.pool_ceil)
+                    stride *= 2
+                else:  # pragma: no cover - a table typo, not user input
+                    raise ValueError(f"unknown layer '{op}' after conv{i + 1}")
+            stages.append(nn.Sequential(OrderedDict(layers)))
+            ch = out
+            infos.append(StageInfo(f"stages.{i}", ch, stride))
+        self.stages = nn.Sequential(*stages)
+        self.stage_info = tuple(infos)
+        self.min_input_size = min_input_size(spec)
+        self.head = FCHead(
+            ch, spec.map_size, spec.fc, num_classes, spec.dropout, spec.dropout_first, spec.adaptive_pool
+        )
+        if spec.init == "paper":
+            _paper_init(self)
+
+    def reset_head(self, num_classes: int) -> None:
+        super().reset_head(num_classes)
+        if self.spec.init == "paper":
+            nn.init.normal_(self.head.fc.weight, 0.0, 0.01)
+            nn.init.zeros_(self.head.fc.bias)
+
+
+def _paper_init(model: AlexNet) -> None:
+    """Sec. 5: weights N(0, 0.01); biases 1 in conv2, conv4, conv5 and the hidden FC layers (to give the ReLUs
+    positive inputs early on), 0 elsewhere."""
+    ones = {id(model.stages[i].conv) for i in (1, 3, 4)}
+    ones |= {id(m) for m in model.head.hidden if isinstance(m, nn.Linear)}
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+            nn.init.constant_(m.bias, 1.0 if id(m) in ones else 0.0)
+
+
+def _torchvision_keys() -> tuple[tuple[str, str], ...]:
+    """torchvision: features = [conv, relu, pool, conv, relu, pool, conv, relu, conv, relu, conv, relu, pool],
+    classifier = [drop, fc6, relu, drop, fc7, relu, fc8]."""
+    convs = (0, 3, 6, 8, 10)
+    rules = [(rf"^features\.{i}\.", f"stages.{k}.conv.") for k, i in enumerate(convs)]
+    rules += [(r"^classifier\.6\.", "head.fc."), (r"^classifier\.", "head.hidden.")]
+    return tuple(rules)
+
+
+FAMILY = Family(
+    name="alexnet",
+    paper=Paper(
+        "ImageNet Classification with Deep Convolutional Neural Networks",
+        "Krizhevsky, Sutskever, Hinton",
+        2012,
+        table="Sec. 3, Fig. 2",
+    ),
+    papers={
+        "alexnet": Paper(
+            "One weird trick for parallelizing convolutional neural networks",
+            "Krizhevsky",
+            2014,
+            arxiv="1404.5997",
+            table="Sec. 4 (the one-tower net); layer sizes as in torchvision",
+        )
+    },
+    specs=SPECS,
+    build=lambda spec, num_classes, in_chans: AlexNet(spec, num_classes, in_chans),
+    input_size=lambda name, spec: (3, spec.resolution, spec.resolution),
+    published={
+        "alexnet": Published(
+            params=61_100_840, gmacs=0.714, top1=56.522, source="torchvision metadata (REFERENCES.md §1)"
+        ),
+        # The paper rounds its size to "60 million parameters"; the exact count is recomputed in the tests.
+        "alexnet_paper": Published(top1=59.3, source="Krizhevsky et al. 2012, Table 2: 1 CNN, 40.7% val error"),
+    },
+    deviations={
+        "alexnet": (
+            "single-GPU 64-192-384-256-256 filters (One weird trick / torchvision) instead of 96-256-384-384-256",
+            "no local response normalization and no two-GPU grouping",
+            "conv1 padded by 2 so that a 224 input gives 55x55 maps",
+            "adaptive average pool to 6x6 before fc6, so any input of 63 px or more runs",
+            "dropout on the inputs of fc6 and fc7 instead of their outputs",
+        ),
+    },
+    torchvision={"alexnet": "alexnet"},
+    torchvision_keys=_torchvision_keys(),
+)

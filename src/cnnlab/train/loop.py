@@ -1,0 +1,579 @@
+"""The training loop: one function, `train`, that starts or resumes a run and leaves a complete run directory.
+
+Exact resume rests on three facts: the data order and augmentation of an epoch are a pure function of
+(seed, epoch), so a resumed epoch replays the batches it already consumed without training on them; every other
+source of randomness (torch, numpy, python RNGs) is saved in the checkpoint at a step boundary; and the learning
+rate is a pure function of the step. On the CPU with the same thread count, a run killed at any moment and
+resumed therefore ends with bit-identical weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import signal
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+from cnnlab.models.base import AuxOutputs
+from cnnlab.train import ddp
+from cnnlab.train.checkpoint import CheckpointDir
+from cnnlab.train.data_adapter import DataBundle, open_data
+from cnnlab.train.optim import EMA, LRSchedule, build_optimizer
+from cnnlab.train.progress import Progress
+from cnnlab.train.recipe import Recipe
+from cnnlab.train.rundir import (
+    default_run_dir,
+    environment,
+    plot_curves,
+    read_run,
+    write_metrics,
+    write_start,
+)
+
+
+class NonFiniteLossError(CnnlabError):
+    """The loss was NaN or infinite for `max_nonfinite` steps in a row."""
+
+
+@dataclass
+class Result:
+    run_dir: Path
+    status: str  # "finished" | "interrupted"
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+# -- numerics -----------------------------------------------------------------------------------------------
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU has bf16 arithmetic instructions (AVX512-BF16, AMX-BF16, or Arm's BF16 extension)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags.update(line.split(":", 1)[1].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    if precision == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise CnnlabError("precision bf16: this GPU has no bf16 support; use precision=fp16 or fp32")
+        if device.type == "cpu" and not cpu_has_native_bf16():
+            raise CnnlabError(
+                "precision bf16: this CPU has no native bf16 instructions (avx512_bf16/amx_bf16), so bf16 "
+                "would be emulated and slower than fp32; use --set precision=fp32"
+            )
+
+
+def autocast(precision: str, device: torch.device):
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    model = getattr(model, "_orig_mod", model)  # torch.compile
+    return getattr(model, "module", model)  # DDP
+
+
+def loss_fn(out: Any, y: torch.Tensor, recipe: Recipe) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, logits): cross-entropy, plus `aux_weight` x each auxiliary head's (Szegedy et al. 2014 Sec. 5)."""
+    if isinstance(out, AuxOutputs):
+        logits = out.logits
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
+        for aux in out.aux:
+            loss = loss + recipe.aux_weight * F.cross_entropy(aux.float(), y, label_smoothing=recipe.label_smoothing)
+        return loss, logits
+    return F.cross_entropy(out.float(), y, label_smoothing=recipe.label_smoothing), out
+
+
+# -- state --------------------------------------------------------------------------------------------------
+
+
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "gauss": float(np_state[4]),
+        },
+        "python": list(random.getstate()[1]),
+        "python_gauss": random.getstate()[2],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    random.setstate((3, tuple(state["python"]), state["python_gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class _StopRequest:
+    """SIGTERM / Ctrl-C set a flag; the loop saves at the next step boundary and returns."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopRequest:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            # Outside the main thread handlers cannot be installed: no graceful stop there.
+            with contextlib.suppress(ValueError):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C means now
+        self.signal = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+# -- evaluation during training -----------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate_loader(
+    model: nn.Module, loader: Any, recipe: Recipe, device: torch.device, d: ddp.Dist, topk: int = 5
+) -> dict[str, float]:
+    """Loss, top-1 and top-k accuracy over a loader (summed over ranks under DDP)."""
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top1, topk, n
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if recipe.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(recipe.precision, device):
+            out = model(x)
+        logits = out.logits if isinstance(out, AuxOutputs) else out
+        logits = logits.float()
+        k = min(topk, logits.shape[1])
+        top = logits.topk(k, dim=1).indices
+        sums[0] += F.cross_entropy(logits, y, reduction="sum").double()
+        sums[1] += (top[:, 0] == y).sum()
+        sums[2] += (top == y[:, None]).any(dim=1).sum()
+        sums[3] += y.numel()
+    sums = ddp.sum_tensor(d, sums)
+    model.train(was_training)
+    n = max(1.0, float(sums[3]))
+    return {"loss": float(sums[0]) / n, "top1": float(sums[1]) / n, "top5": float(sums[2]) / n, "n": int(sums[3])}
+
+
+# -- the run ------------------------------------------------------------------------------------------------
+
+
+def build_model(recipe: Recipe, data: DataBundle, model: nn.Module | None = None) -> nn.Module:
+    if model is None:
+        from cnnlab.registry import create_model
+
+        if not recipe.model:
+            raise CnnlabError("no model given: name one (cnnlab train MODEL ...) or set `model` in the recipe")
+        model = create_model(recipe.model, num_classes=len(data.classes), in_chans=data.in_chans)
+    min_size = getattr(model, "min_input_size", 1)
+    if data.image_size < min_size:
+        name = getattr(model, "model_name", "") or type(model).__name__
+        raise CnnlabError(
+            f"input {data.image_size}x{data.image_size} is too small for {name}, which needs at least "
+            f"{min_size}x{min_size}; set image_size (e.g. --set image_size={min_size}) or pick another model"
+        )
+    if recipe.dropout >= 0:
+        for m in model.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = recipe.dropout
+    return model
+
+
+def model_meta(recipe: Recipe, data: DataBundle, model: nn.Module) -> dict[str, Any]:
+    """What a weights file needs to be usable alone (eval, predict): architecture, classes, preprocessing."""
+    return {
+        "model": getattr(model, "model_name", "") or recipe.model,
+        "num_classes": len(data.classes),
+        "in_chans": data.in_chans,
+        "image_size": data.image_size,
+        "classes": list(data.classes),
+        "mean": [float(v) for v in data.mean],
+        "std": [float(v) for v in data.std],
+        "data": data.spec,
+    }
+
+
+def train(
+    recipe: Recipe,
+    out: str | Path | None = None,
+    *,
+    resume: str | Path | None = None,
+    model: nn.Module | None = None,
+    device: str = "auto",
+    log: Callable[[str], None] = print,
+    lr_mults: dict[str, float] | None = None,
+) -> Result:
+    """Train `recipe.model` on `recipe.data`, or continue the run in `resume` exactly where it stopped.
+
+    `model` replaces the registry lookup (tests, custom networks). Returns when the run finishes or stops on
+    SIGTERM/SIGINT (after saving a checkpoint at the step boundary).
+    """
+    d = ddp.setup(device)
+    try:
+        return _train(recipe, out, resume, model, d, log if d.is_main else (lambda s: None), lr_mults)
+    finally:
+        ddp.teardown(d)
+
+
+def _train(
+    recipe: Recipe,
+    out: str | Path | None,
+    resume: str | Path | None,
+    model: nn.Module | None,
+    d: ddp.Dist,
+    log: Callable[[str], None],
+    lr_mults: dict[str, float] | None,
+) -> Result:
+    if resume is not None:
+        run = Path(resume)
+        progress = recipe.progress
+        recipe, run_info = read_run(run)
+        recipe = recipe.replace(progress=progress)  # display only: cannot change the run's numbers
+    else:
+        run = Path(out) if out is not None else default_run_dir(recipe.model or "model")
+        run_info = None
+    if recipe.threads:
+        torch.set_num_threads(recipe.threads)
+    dev = d.device
+    check_precision(recipe.precision, dev)
+    if recipe.batch_size % d.world_size:
+        raise CnnlabError(f"batch_size {recipe.batch_size} is not divisible by the {d.world_size} processes")
+
+    seed_everything(recipe.seed)
+    data = open_data(recipe, rank=d.rank, world_size=d.world_size, device=dev)
+    model = build_model(recipe, data, model)
+    model.to(dev)
+    if recipe.channels_last:
+        model.to(memory_format=torch.channels_last)
+    meta = model_meta(recipe, data, model)
+
+    steps_per_epoch = len(data.train)
+    if steps_per_epoch == 0:
+        raise CnnlabError(f"the training set has fewer images than one batch ({recipe.batch_size})")
+    total_steps = recipe.iterations or recipe.epochs * steps_per_epoch
+    epochs = math.ceil(total_steps / steps_per_epoch)
+    optimizer = build_optimizer(model, recipe, lr_mults)
+    schedule = LRSchedule(recipe, steps_per_epoch, total_steps)
+    scaler = torch.amp.GradScaler(dev.type, enabled=recipe.precision == "fp16")
+    ema = EMA(model, recipe.ema_decay) if recipe.ema_decay > 0 else None
+    ckpts = CheckpointDir(run / "checkpoints", log=log)
+
+    # Progress so far; a resumed run reads it from the newest good checkpoint.
+    epoch, step, step_in_epoch = 0, 0, 0
+    history: list[dict[str, Any]] = []
+    best_acc = -1.0
+    train_seconds = 0.0
+    acc_state = {"loss": 0.0, "correct": 0.0, "seen": 0.0}
+    nonfinite_run = 0
+
+    if resume is None:
+        if d.is_main:
+            run_info = {"model": meta["model"], "data": data.spec, **{k: meta[k] for k in meta if k != "model"}}
+            write_start(run, recipe, run_info, environment(dev, d.world_size))
+        log(f"run directory: {run}")
+    else:
+        ck = ckpts.latest()
+        if ck is None:
+            log(f"resume: no usable checkpoint in {run}; starting from the beginning")
+        else:
+            weights, _ = ck.load_weights()
+            unwrap(model).load_state_dict(weights)
+            st = ck.load_state()
+            optimizer.load_state_dict(st["optimizer"])
+            schedule.load_state_dict(st["schedule"])
+            if st.get("scaler"):
+                scaler.load_state_dict(st["scaler"])
+            if ema is not None and st.get("ema") is not None:
+                ema.load_state_dict(st["ema"])
+            epoch, step, step_in_epoch = int(st["epoch"]), int(st["step"]), int(st["step_in_epoch"])
+            history = list(st["history"])
+            best_acc = float(st["best_acc"])
+            train_seconds = float(st["train_seconds"])
+            acc_state = dict(st["accum"])
+            nonfinite_run = int(st.get("nonfinite_run", 0))
+            if st.get("threads") and not recipe.threads:
+                torch.set_num_threads(int(st["threads"]))  # bit-exactness needs the same thread count
+            set_rng_state(st["rng"])
+            if d.rank > 0:  # only rank 0's RNG is saved; other ranks continue from a derived seed
+                torch.manual_seed(recipe.seed * 1_000_003 + d.rank * 7919 + step)
+            log(f"resumed {run} from {ck.manifest.name}: epoch {epoch + 1}, step {step}")
+
+    train_model: nn.Module = model
+    if d.enabled:
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    if recipe.compile:
+        train_model = torch.compile(train_model)
+
+    def save(stop_reason: str = "") -> None:
+        if not d.is_main:
+            return
+        state = {
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "scaler": scaler.state_dict() if scaler.is_enabled() else {},
+            "ema": ema.state_dict() if ema is not None else None,
+            "rng": rng_state(),
+            "epoch": epoch,
+            "step": step,
+            "step_in_epoch": step_in_epoch,
+            "history": history,
+            "best_acc": best_acc,
+            "train_seconds": train_seconds,
+            "accum": acc_state,
+            "nonfinite_run": nonfinite_run,
+            "threads": torch.get_num_threads(),
+            # The data order is a pure function of these, recorded so the run directory says so.
+            "data_order": {"seed": recipe.seed, "epoch": epoch, "batches_consumed": step_in_epoch},
+        }
+        ckpts.save(
+            step,
+            epoch,
+            unwrap(model).state_dict(),
+            state,
+            meta,
+            info={"stop": stop_reason} if stop_reason else None,
+            keep_last=recipe.keep_last,
+        )
+
+    status = "finished"
+    model.train()
+    with _StopRequest() as stop:
+        while epoch < epochs and step < total_steps:
+            data.train.set_epoch(epoch)
+            n_batches = min(steps_per_epoch, total_steps - (step - step_in_epoch))
+            bar = Progress(n_batches, f"epoch {epoch + 1}/{epochs}", recipe.progress and d.is_main, start=step_in_epoch)
+            t_epoch = time.perf_counter()
+            loss_t = torch.zeros((), dtype=torch.float64, device=dev)
+            correct_t = torch.zeros((), dtype=torch.float64, device=dev)
+            seen_t = torch.zeros((), dtype=torch.float64, device=dev)
+            stopped = False
+            for x, y in data.train.iter_from(step_in_epoch):
+                if step >= total_steps:
+                    break
+                x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+                if recipe.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                schedule.apply(optimizer, step)
+                with autocast(recipe.precision, dev):
+                    out = train_model(x)
+                loss, logits = loss_fn(out, y, recipe)
+                finite = bool(torch.isfinite(loss))
+                nonfinite, stop_now = ddp.any_flag(d, not finite, stop.signal is not None)
+                optimizer.zero_grad(set_to_none=True)
+                if nonfinite:
+                    nonfinite_run += 1
+                    log(f"warning: non-finite loss at step {step} ({nonfinite_run} in a row); step skipped")
+                    if nonfinite_run >= recipe.max_nonfinite:
+                        raise NonFiniteLossError(
+                            f"loss was non-finite for {nonfinite_run} steps in a row (last at epoch {epoch + 1}, "
+                            f"step {step}); lower the learning rate or use precision=fp32. The last good checkpoint "
+                            f"is kept in {run / 'checkpoints'}"
+                        )
+                else:
+                    nonfinite_run = 0
+                    scaler.scale(loss).backward()
+                    if recipe.grad_clip > 0:
+                        scaler.unscale_(optimizer)
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+                    scaler.step(optimizer)  # fp16: skipped (and the scale lowered) when gradients overflowed
+                    scaler.update()
+                    if ema is not None:
+                        ema.update(model)
+                    with torch.no_grad():
+                        loss_t += loss.detach().double() * y.numel()
+                        correct_t += (logits.argmax(1) == y).sum()
+                        seen_t += y.numel()
+                step += 1
+                step_in_epoch += 1
+                bar.update(
+                    x.shape[0] * d.world_size,
+                    float(loss_t / seen_t.clamp(min=1)) if bar.tty else None,
+                    float(correct_t / seen_t.clamp(min=1)) if bar.tty else None,
+                )
+                if stop_now:
+                    stopped = True
+                    break
+                if recipe.checkpoint_every and step % recipe.checkpoint_every == 0 and step_in_epoch < n_batches:
+                    train_seconds += time.perf_counter() - t_epoch
+                    t_epoch = time.perf_counter()
+                    acc_state = _merge(acc_state, loss_t, correct_t, seen_t)
+                    loss_t.zero_(), correct_t.zero_(), seen_t.zero_()
+                    save()
+            train_seconds += time.perf_counter() - t_epoch
+            acc_state = _merge(acc_state, loss_t, correct_t, seen_t)
+            if stopped:
+                save(stop_reason=signal.Signals(stop.signal or signal.SIGTERM).name if stop.signal else "peer")
+                bar.close()
+                sig = stop.signal
+                log(
+                    f"stopped by {signal.Signals(sig).name if sig else 'a peer process'} at step {step}; "
+                    f"continue with: cnnlab train --resume {run}"
+                )
+                status = "interrupted"
+                break
+            # -- epoch end
+            tot = ddp.sum_tensor(
+                d,
+                torch.tensor(
+                    [acc_state["loss"], acc_state["correct"], acc_state["seen"]], dtype=torch.float64, device=dev
+                ),
+            )
+            seen = max(1.0, float(tot[2]))
+            row: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "step": step,
+                "lr": schedule.r.lr * schedule.factor(max(0, step - 1)),
+                "train_loss": float(tot[0]) / seen,
+                "train_acc": float(tot[1]) / seen,
+                "val_loss": None,
+                "val_acc": None,
+            }
+            rate = bar.close(row["train_loss"], row["train_acc"])
+            eval_model = model
+            if ema is not None:
+                eval_model = _ema_model(model, ema)
+            if data.val is not None:
+                v = evaluate_loader(eval_model, data.val, recipe, dev, d)
+                row["val_loss"], row["val_acc"] = v["loss"], v["top1"]
+            row["seconds"] = round(train_seconds, 3)
+            row["img_per_s"] = round(rate, 1)
+            history.append(row)
+            schedule.epoch_end(row["val_acc"])
+            metric = row["val_acc"] if row["val_acc"] is not None else row["train_acc"]
+            improved = metric > best_acc
+            if improved:
+                best_acc = metric
+            log(
+                f"epoch {epoch + 1}/{epochs}: loss {row['train_loss']:.4f}  train acc {100 * row['train_acc']:.2f}%"
+                + (f"  val acc {100 * row['val_acc']:.2f}%" if row["val_acc"] is not None else "")
+                + f"  lr {row['lr']:.3g}  {rate:,.0f} img/s"
+            )
+            epoch += 1
+            step_in_epoch = 0
+            acc_state = {"loss": 0.0, "correct": 0.0, "seen": 0.0}
+            if d.is_main:
+                if improved:
+                    ckpts.save_best(step, epoch, unwrap(eval_model).state_dict(), meta, {"val_acc": metric})
+                save()
+                write_metrics(run, history)  # the plot waits for the end: drawing it costs more than a small epoch
+
+    if d.is_main and recipe.plots:
+        plot_curves(run, history, title=f"{meta['model']} on {data.spec}")
+    if status == "interrupted":
+        return Result(run, status)
+
+    summary = _finish(run, recipe, data, model, ema, ckpts, history, train_seconds, steps_per_epoch, d, log)
+    return Result(run, status, summary)
+
+
+def _merge(acc: dict[str, float], loss_t: torch.Tensor, correct_t: torch.Tensor, seen_t: torch.Tensor) -> dict:
+    return {
+        "loss": acc["loss"] + float(loss_t),
+        "correct": acc["correct"] + float(correct_t),
+        "seen": acc["seen"] + float(seen_t),
+    }
+
+
+def _ema_model(model: nn.Module, ema: EMA) -> nn.Module:
+    import copy
+
+    m = copy.deepcopy(unwrap(model))
+    m.load_state_dict(ema.state_dict())
+    return m
+
+
+def _finish(
+    run: Path,
+    recipe: Recipe,
+    data: DataBundle,
+    model: nn.Module,
+    ema: EMA | None,
+    ckpts: CheckpointDir,
+    history: list[dict[str, Any]],
+    train_seconds: float,
+    steps_per_epoch: int,
+    d: ddp.Dist,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Test the best checkpoint (by validation accuracy), write summary.json."""
+    best = ckpts.best()
+    eval_model = unwrap(model)
+    used = "last"
+    if best is not None:
+        import copy
+
+        eval_model = copy.deepcopy(eval_model)
+        eval_model.load_state_dict(best.load_weights()[0])
+        used = "best"
+    elif ema is not None:
+        eval_model, used = _ema_model(model, ema), "ema"
+    test = evaluate_loader(eval_model, data.test, recipe, d.device, d) if data.test is not None else None
+    last = ckpts.latest()
+    steps = history[-1]["step"] if history else 0
+    images = steps * recipe.batch_size  # global batches; a short last batch is dropped by the loader
+    summary = {
+        "model": getattr(unwrap(model), "model_name", "") or recipe.model,
+        "data": data.spec,
+        "test_top1": None if test is None else test["top1"],
+        "test_top5": None if test is None else test["top5"],
+        "test_loss": None if test is None else test["loss"],
+        "test_images": None if test is None else test["n"],
+        "tested_weights": used,
+        "best_val_acc": max((r["val_acc"] for r in history if r.get("val_acc") is not None), default=None),
+        "epochs": len(history),
+        "steps": steps,
+        "train_seconds": round(train_seconds, 3),
+        "images_per_second": round(images / train_seconds, 1) if train_seconds > 0 else None,
+        "checkpoints": {
+            "last": None if last is None else str(last.weights),
+            "best": None if best is None else str(best.weights),
+        },
+        "run_dir": str(run),
+    }
+    if d.is_main:
+        from cnnlab.fileio import write_json
+
+        write_json(run / "summary.json", summary)
+        if test is not None:
+            log(f"test: top-1 {100 * test['top1']:.2f}%  top-5 {100 * test['top5']:.2f}%  ({test['n']} images)")
+    return summary

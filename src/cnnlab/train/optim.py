@@ -1,0 +1,172 @@
+"""Optimizers with parameter groups by anatomy, learning-rate schedules as pure functions of the step, and EMA.
+
+Groups are named after the model's anatomy (`stem`, `stages`, `head`, `other`) and split into decayed weights and
+undecayed norms/biases, so transfer learning can give each part its own learning-rate multiplier.
+Schedules compute the rate from the step number alone (plateau adds three numbers of state), which makes a
+resumed run set exactly the rates the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.errors import UnknownNameError
+from cnnlab.train.recipe import Recipe
+
+PARTS = ("stem", "stages", "head", "other")
+
+
+def _part(name: str) -> str:
+    first = name.split(".", 1)[0]
+    return first if first in PARTS else "other"
+
+
+def param_groups(model: nn.Module, recipe: Recipe, lr_mults: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """Trainable parameters grouped by (anatomy part, decayed or not); empty groups are dropped.
+
+    Norm scales/shifts and biases (every tensor with ndim <= 1) get no weight decay unless
+    `recipe.decay_norm_and_bias`: decaying them only shrinks the normalization's output scale.
+    """
+    lr_mults = dict(lr_mults or {})
+    for key in lr_mults:
+        if key not in PARTS:
+            raise UnknownNameError("parameter group", key, PARTS)
+    buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        decay = p.ndim > 1 or recipe.decay_norm_and_bias
+        buckets.setdefault((_part(name), decay), []).append(p)
+    groups = []
+    for part in PARTS:
+        for decay in (True, False):
+            params = buckets.get((part, decay))
+            if params:
+                groups.append(
+                    {
+                        "params": params,
+                        "name": f"{part}" + ("" if decay else ".no_decay"),
+                        "part": part,
+                        "lr_mult": float(lr_mults.get(part, 1.0)),
+                        "weight_decay": recipe.weight_decay if decay else 0.0,
+                    }
+                )
+    return groups
+
+
+def build_optimizer(
+    model: nn.Module, recipe: Recipe, lr_mults: dict[str, float] | None = None
+) -> torch.optim.Optimizer:
+    groups = param_groups(model, recipe, lr_mults)
+    if not groups:
+        raise ValueError("the model has no trainable parameters")
+    for g in groups:
+        g["lr"] = recipe.lr * g["lr_mult"]
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov)
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=recipe.lr, betas=tuple(recipe.betas), eps=recipe.eps)
+    # RMSprop as in MobileNet v1/v2 (Howard et al. 2017; Sandler et al. 2018): decay 0.9, momentum 0.9.
+    return torch.optim.RMSprop(groups, lr=recipe.lr, alpha=recipe.alpha, eps=recipe.eps, momentum=recipe.momentum)
+
+
+class LRSchedule:
+    """lr(step) = recipe.lr * group multiplier * factor(step).
+
+    step: divide by 1/gamma at each milestone (epochs or iterations); plateau: divide when the validation
+    accuracy has not improved for `plateau_patience` epochs (Krizhevsky et al. 2012 Sec. 5); cosine: half a
+    cosine from 1 to `min_lr_ratio` (Loshchilov & Hutter 2017); onecycle: cosine up from 1/div over
+    `onecycle_pct` of the run, then down to 1/(div*final_div) (Smith & Topin 2017); exp: gamma per epoch.
+    All but onecycle start with `warmup_epochs` of linear warm-up (Goyal et al. 2017).
+    """
+
+    def __init__(self, recipe: Recipe, steps_per_epoch: int, total_steps: int):
+        self.r = recipe
+        self.steps_per_epoch = max(1, steps_per_epoch)
+        self.total_steps = max(1, total_steps)
+        self.warmup_steps = round(recipe.warmup_epochs * self.steps_per_epoch)
+        unit = 1 if recipe.milestone_unit == "iteration" else self.steps_per_epoch
+        self.milestone_steps = [round(m * unit) for m in recipe.milestones]
+        # plateau state: the only schedule state that is not a function of the step
+        self.best = -math.inf
+        self.bad_epochs = 0
+        self.scale = 1.0
+
+    def factor(self, step: int) -> float:
+        r = self.r
+        if r.schedule == "onecycle":
+            rise = max(1, round(r.onecycle_pct * self.total_steps))
+            lo, hi, end = 1.0 / r.onecycle_div, 1.0, 1.0 / (r.onecycle_div * r.onecycle_final_div)
+            if step < rise:
+                return hi + (lo - hi) * (1 + math.cos(math.pi * step / rise)) / 2
+            t = min(1.0, (step - rise) / max(1, self.total_steps - rise))
+            return end + (hi - end) * (1 + math.cos(math.pi * t)) / 2
+        if step < self.warmup_steps:
+            return r.warmup_start + (1 - r.warmup_start) * step / self.warmup_steps
+        if r.schedule == "constant":
+            return 1.0
+        if r.schedule == "step":
+            return r.gamma ** sum(step >= m for m in self.milestone_steps)
+        if r.schedule == "plateau":
+            return self.scale
+        if r.schedule == "exp":
+            return r.gamma ** (step // self.steps_per_epoch)
+        # cosine
+        span = max(1, self.total_steps - self.warmup_steps)
+        t = min(1.0, (step - self.warmup_steps) / span)
+        return r.min_lr_ratio + (1 - r.min_lr_ratio) * (1 + math.cos(math.pi * t)) / 2
+
+    def apply(self, optimizer: torch.optim.Optimizer, step: int) -> float:
+        """Set every group's rate for `step`; returns the base rate."""
+        f = self.factor(step)
+        for g in optimizer.param_groups:
+            g["lr"] = self.r.lr * g.get("lr_mult", 1.0) * f
+        return self.r.lr * f
+
+    def epoch_end(self, val_acc: float | None) -> bool:
+        """Feed the plateau rule; True when the rate was just divided."""
+        if self.r.schedule != "plateau" or val_acc is None:
+            return False
+        if val_acc > self.best + self.r.plateau_threshold:
+            self.best, self.bad_epochs = val_acc, 0
+            return False
+        self.bad_epochs += 1
+        if self.bad_epochs > self.r.plateau_patience:
+            self.scale *= self.r.gamma
+            self.bad_epochs = 0
+            return True
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "bad_epochs": self.bad_epochs, "scale": self.scale}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self.best, self.bad_epochs, self.scale = float(d["best"]), int(d["bad_epochs"]), float(d["scale"])
+
+
+class EMA:
+    """An exponential moving average of the weights (Polyak averaging); buffers such as BN statistics are copied."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for k, v in model.state_dict().items():
+            s = self.shadow[k]
+            if v.dtype.is_floating_point:
+                s.mul_(self.decay).add_(v.detach(), alpha=1 - self.decay)
+            else:
+                s.copy_(v)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.shadow
+
+    def load_state_dict(self, d: dict[str, torch.Tensor]) -> None:
+        for k, v in d.items():
+            self.shadow[k].copy_(v)

@@ -1,0 +1,145 @@
+"""The run directory: everything needed to understand, repeat or resume a run (DESIGN.md rule 10).
+
+recipe.toml     the full recipe (every field)
+run.json        model, data spec, classes, input shape, normalization: what --resume and eval need
+env.json        git SHA, versions, device, threads
+metrics.csv     one row per epoch
+curves.png      loss and accuracy per epoch
+summary.json    test_top1, test_top5, epochs, train_seconds, images_per_second, checkpoints
+checkpoints/    see checkpoint.py
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnnlab.errors import CnnlabError
+from cnnlab.fileio import atomic_path, write_json, write_text
+from cnnlab.train.recipe import Recipe, load_recipe
+
+
+def default_run_dir(model: str, root: str | Path = "runs") -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path(root) / f"{stamp}-{model}"
+    n = 1
+    while path.exists():  # two runs started in the same second
+        n += 1
+        path = Path(root) / f"{stamp}-{model}-{n}"
+    return path
+
+
+def git_sha() -> str | None:
+    repo = Path(__file__).resolve().parents[3]
+    try:
+        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        sha = out.stdout.strip()
+        if out.returncode != 0 or not sha:
+            return None
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment(device: torch.device, world_size: int) -> dict[str, Any]:
+    import numpy
+
+    import cnnlab
+
+    env: dict[str, Any] = {
+        "git_sha": git_sha(),
+        "cnnlab": cnnlab.__version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "hostname": socket.gethostname(),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "world_size": world_size,
+    }
+    if device.type == "cuda":
+        env["cuda"] = torch.version.cuda
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def write_start(run: Path, recipe: Recipe, run_info: dict[str, Any], env: dict[str, Any]) -> None:
+    run.mkdir(parents=True, exist_ok=True)
+    write_text(run / "recipe.toml", "# written by cnnlab train; `cnnlab train --resume` reads it\n" + recipe.to_toml())
+    write_json(run / "run.json", run_info)
+    write_json(run / "env.json", env)
+
+
+def read_run(run: Path) -> tuple[Recipe, dict[str, Any]]:
+    if not run.is_dir():
+        raise CnnlabError(f"run directory not found: {run}")
+    if not (run / "recipe.toml").is_file() or not (run / "run.json").is_file():
+        raise CnnlabError(f"{run} is not a cnnlab run directory (no recipe.toml/run.json)")
+    return load_recipe(run / "recipe.toml"), json.loads((run / "run.json").read_text())
+
+
+METRIC_FIELDS = ("epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "img_per_s")
+
+
+def write_metrics(run: Path, rows: list[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: ("" if row.get(k) is None else row[k]) for k in METRIC_FIELDS})
+    write_text(run / "metrics.csv", buf.getvalue())
+
+
+def plot_curves(run: Path, rows: list[dict[str, Any]], title: str = "") -> Path | None:
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [r["epoch"] for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax1.plot(ep, [r["train_loss"] for r in rows], "o-", label="train")
+    if any(r.get("val_loss") is not None for r in rows):
+        ax1.plot(ep, [r.get("val_loss") for r in rows], "o-", label="val")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("loss")
+    ax1.legend()
+    ax1.grid(alpha=0.3)
+    ax2.plot(ep, [100 * r["train_acc"] for r in rows], "o-", label="train")
+    if any(r.get("val_acc") is not None for r in rows):
+        ax2.plot(ep, [None if r.get("val_acc") is None else 100 * r["val_acc"] for r in rows], "o-", label="val")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("accuracy (%)")
+    ax2.legend()
+    ax2.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.14, top=0.88, wspace=0.25)
+    path = run / "curves.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path
