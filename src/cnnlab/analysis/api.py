@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Sequence
 from functools import lru_cache
@@ -164,27 +165,49 @@ def analyze(
     example = next(_tensors((args, kwargs)), None)
     input_shape = tuple(example.shape) if example is not None else ()
 
-    session = Session(twin)
+    try:
+        session = _run(twin, args, kwargs, fast, device_context=False)
+    except Exception:
+        # A forward that makes tensors without a device (torch.zeros(n)) mixes CPU and meta: run again with
+        # meta as the default device. Not the first choice: that mode costs a Python call per torch function.
+        session = None
+    if session is None:
+        try:
+            session = _run(twin, args, kwargs, fast, device_context=True)
+        except _Failed as f:
+            raise _failure(label, twin, f.session, f.error, input_shape if inputs is None else None, dtype) from (
+                f.error
+            )
+    del args, kwargs, example
+    return _report(label, twin, session, input_shape, batch_size, dtype, train, optimizer, strict, depth)
+
+
+class _Failed(Exception):
+    def __init__(self, session: Session, error: Exception):
+        super().__init__(str(error))
+        self.session, self.error = session, error
+
+
+def _run(twin: nn.Module, args: tuple, kwargs: dict, fast: bool, device_context: bool) -> Session:
+    session = Session(twin, fast)
     for t in {id(t): t for t in _tensors((args, kwargs))}.values():
         session.register_input(t)
     session.attach()
     try:
-        # The device context catches factory calls inside forward (torch.zeros(n) without a device).
-        with (
-            torch.enable_grad(),
-            torch.device("meta"),
-            torch.autograd.graph.saved_tensors_hooks(session.pack, session.unpack),
-            CountingMode(session, fast),
-        ):
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.enable_grad())  # to measure what autograd saves for backward
+            if device_context:
+                stack.enter_context(torch.device("meta"))
+            stack.enter_context(torch.autograd.graph.saved_tensors_hooks(session.pack, session.unpack))
+            stack.enter_context(CountingMode(session))
             out = twin(*args, **kwargs)
+            del out
     except Exception as e:
+        raise _Failed(session, e) from e
+    finally:
         session.detach()
         session.stop_tracking()
-        raise _failure(label, twin, session, e, input_shape if inputs is None else None, dtype) from e
-    session.detach()
-    del out, args, kwargs, example
-    session.stop_tracking()
-    return _report(label, twin, session, input_shape, batch_size, dtype, train, optimizer, strict, depth)
+    return session
 
 
 def _failure(
@@ -226,29 +249,23 @@ def _report(
         if strict:
             raise CnnlabError(f"{label}: ops without a cost formula: {ops}")
         warnings.warn(f"{label}: ops without a cost formula, not counted: {ops}", stacklevel=3)
-    # Inclusive figures: children come after their parent in call order, so walk backwards.
-    for call in reversed(session.calls):
-        r = call.row
-        r.macs = r.self_macs + sum(c.row.macs for c in call.children)
-        r.flops = r.self_flops + sum(c.row.flops for c in call.children)
-        r.params = r.self_params + sum(c.row.params for c in call.children)
-        r.calls = session.call_counts[id(call.module)]
-    rows: list[Row] = [c.row for c in session.calls]
+    rows = _rows(session)
     total_macs = sum(r.self_macs for r in rows) + session.orphan_macs
     flops = sum(r.self_flops for r in rows) + session.orphan_flops
 
-    params = list(twin.parameters())
+    params = session.params
     total_params = sum(p.numel() for p in params)
     trainable = [p for p in params if p.requires_grad]
     trainable_params = sum(p.numel() for p in trainable)
     param_bytes = sum(p.numel() * p.element_size() for p in params)
-    buffer_bytes = sum(b.numel() * b.element_size() for b in twin.buffers())
+    buffer_bytes = sum(b.numel() * b.element_size() for b in session.buffers)
     grad_bytes = sum(p.numel() * p.element_size() for p in trainable)
     optimizer_state_bytes = OPTIMIZER_COPIES[optimizer] * grad_bytes
     saved = sum(session.saved.values())
     warns = []
     if session.misaligned:
-        where = ", ".join(f"'{k}'" for k in list(session.misaligned)[:5])
+        names = {id(c): r.name or label for c, r in zip(session.calls, rows)}
+        where = ", ".join(f"'{names[k]}'" for k in list(session.misaligned)[:5])
         warns.append(
             f"branches merged with misaligned receptive-field centres or strides at {where}"
             + (" and more" if len(session.misaligned) > 5 else "")
@@ -282,6 +299,69 @@ def _report(
         warnings=warns,
         depth=depth,
     )
+
+
+def _rows(session: Session) -> list[Row]:
+    """Rows from the recorded calls: module paths, first-use parameters, inclusive figures."""
+    canonical = {id(m): n for n, m in session.named_modules}
+    child_names: dict[int, dict[int, str]] = {}
+    seen: set[int] = set()
+    counts: dict[int, int] = {}
+    rows: list[Row] = []
+    index: dict[int, Row] = {}
+    for call in session.calls:  # call order: a parent before its children
+        m = call.module
+        counts[id(m)] = counts.get(id(m), 0) + 1
+        parent = call.parent
+        if parent is None:
+            name = ""
+        else:
+            names = child_names.get(id(parent.module))
+            if names is None:
+                names = {id(c): n for n, c in parent.module._modules.items() if c is not None}
+                child_names[id(parent.module)] = names
+            prow = index[id(parent)]
+            if (own := names.get(id(m))) is not None:
+                name = f"{prow.name}.{own}" if prow.name else own
+            else:  # called by a module that does not own it
+                name = canonical.get(id(m), type(m).__name__)
+        new = 0
+        for p in m._parameters.values():
+            if p is not None and id(p) not in seen:
+                seen.add(id(p))
+                new += p.numel()
+        w = call.window
+        rf = call.field
+        row = Row(
+            name=name,
+            kind=type(m).__name__,
+            depth=call.depth,
+            call=counts[id(m)],
+            leaf=not call.children,
+            input_shape=call.input_shape,
+            output_shape=call.output_shape,
+            activation_bytes=call.activation_bytes,
+            receptive_field=rf.max_size if rf is not None else None,
+            jump=rf.max_jump if rf is not None else None,
+            kernel=w.kernel if w else None,
+            stride=w.stride if w else None,
+            padding=w.padding if w else None,
+            dilation=w.dilation if w else None,
+            groups=w.groups if w else None,
+            self_params=new,
+            self_macs=call.macs,
+            self_flops=call.flops,
+        )
+        index[id(call)] = row
+        rows.append(row)
+    # Inclusive figures: children come after their parent in call order, so walk backwards.
+    for call, row in zip(reversed(session.calls), reversed(rows)):
+        kids = [index[id(c)] for c in call.children]
+        row.macs = row.self_macs + sum(k.macs for k in kids)
+        row.flops = row.self_flops + sum(k.flops for k in kids)
+        row.params = row.self_params + sum(k.params for k in kids)
+        row.calls = counts[id(call.module)]
+    return rows
 
 
 @lru_cache(maxsize=None)

@@ -18,7 +18,6 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from cnnlab.analysis import formulas, receptive, shapes
 from cnnlab.analysis.formulas import GLOBAL, MATMUL_OPS, Window
 from cnnlab.analysis.receptive import RField
-from cnnlab.analysis.report import Row
 
 _RF_ATTR = "_cnnlab_rf"  # set on the twin's meta activations only; they die with the analysis
 _WINDOW_OPS = frozenset(formulas._POOL_SPATIAL) | frozenset(formulas._ADAPTIVE) | {
@@ -46,18 +45,23 @@ def _meta(t: torch.Tensor, memo: dict[int, Any]) -> torch.Tensor:
     return memo[id(t)]
 
 
+_OWN_COPY = frozenset({dict, OrderedDict, list, set})
+_REBUILT = frozenset({"_parameters", "_buffers", "_modules"})
+
+
 def _clone(m: nn.Module, memo: dict[int, Any]) -> nn.Module:
     if id(m) in memo:  # a module shared by several parents stays one module
         return memo[id(m)]
     twin = object.__new__(type(m))
     memo[id(m)] = twin
-    state = {}
-    for k, v in m.__dict__.items():
-        if isinstance(v, torch.Tensor):
-            v = _meta(v, memo)
-        elif type(v) in (dict, OrderedDict, list, set):
-            v = v.copy()  # the twin's hooks and containers are its own; their contents are shared
-        state[k] = v
+    state = m.__dict__.copy()
+    for k, v in state.items():
+        if k in _REBUILT:
+            continue
+        if type(v) in _OWN_COPY:
+            state[k] = v.copy()  # the twin's hooks and containers are its own; their contents are shared
+        elif isinstance(v, torch.Tensor):
+            state[k] = _meta(v, memo)
     state["_parameters"] = {k: None if p is None else _meta(p, memo) for k, p in m._parameters.items()}
     state["_buffers"] = {k: None if b is None else _meta(b, memo) for k, b in m._buffers.items()}
     state["_modules"] = {k: None if c is None else _clone(c, memo) for k, c in m._modules.items()}
@@ -85,8 +89,7 @@ def meta_twin(model: nn.Module, deep: bool = False) -> nn.Module:
 
 
 def _tensors(obj: Any) -> Iterator[torch.Tensor]:
-    """Tensors in an op's args or a module's output (lists, tuples, dicts; one level of nesting is enough for
-    aten ops, recursion covers module outputs)."""
+    """Tensors in a module's inputs or outputs (nested lists, tuples, dicts)."""
     if isinstance(obj, torch.Tensor):
         yield obj
     elif isinstance(obj, (list, tuple)):
@@ -97,156 +100,216 @@ def _tensors(obj: Any) -> Iterator[torch.Tensor]:
             yield from _tensors(o)
 
 
-@dataclass
+def _flat(args: tuple) -> list[torch.Tensor]:
+    """Tensors among an aten op's arguments: aten schemas nest at most one list deep (cat, stack)."""
+    out = []
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            out.append(a)
+        elif isinstance(a, (list, tuple)):
+            out.extend(t for t in a if isinstance(t, torch.Tensor))
+    return out
+
+
+class Plan:
+    """What to do with one aten overload, decided once per overload (hashing ops is slow in Python)."""
+
+    __slots__ = ("func", "name", "cost", "shape", "window", "reduce", "matmul", "resample")
+
+    def __init__(self, func: torch._ops.OpOverload):
+        packet = func.overloadpacket
+        self.func = func  # keeps the id() key alive
+        self.name = str(packet)
+        self.cost = formulas.cost_function(func)
+        self.shape = shapes.SHAPE_FORMULAS.get(func)
+        self.window = packet in _WINDOW_OPS
+        self.reduce = packet in _REDUCE_OPS
+        self.matmul = packet in MATMUL_OPS
+        self.resample = packet in _RESAMPLE_OPS
+
+
+_PLANS: dict[int, Plan] = {}
+
+
+def plan_for(func: torch._ops.OpOverload) -> Plan:
+    plan = _PLANS.get(id(func))
+    if plan is None or plan.func is not func:
+        plan = _PLANS[id(func)] = Plan(func)
+    return plan
+
+
 class Call:
-    module: nn.Module
-    row: Row
-    parent: Call | None
-    children: list[Call] = field(default_factory=list)
+    """One module call, recorded cheaply during the forward; rows are built from it afterwards."""
+
+    __slots__ = (
+        "module", "parent", "depth", "children", "input_shape", "output_shape", "activation_bytes",
+        "field", "macs", "flops", "window",
+    )  # fmt: skip
+
+    def __init__(self, module: nn.Module, parent: Call | None, depth: int, input_shape: tuple | None):
+        self.module, self.parent, self.depth, self.input_shape = module, parent, depth, input_shape
+        self.children: list[Call] = []
+        self.output_shape: tuple | None = None
+        self.activation_bytes = 0
+        self.field: RField | None = None
+        self.macs = self.flops = 0
+        self.window: Window | None = None
 
 
 class Session:
     """State of one analysis: the call tree, costs, receptive fields and activation lifetimes."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, fast: bool = True):
         self.model = model
+        self.fast = fast
         self.stack: list[Call] = []
         self.calls: list[Call] = []
         self.unsupported: Counter[str] = Counter()
         self.orphan_macs = self.orphan_flops = 0
-        self.call_counts: Counter[int] = Counter()
-        self.seen_params: set[int] = set()
-        self.canonical = {id(m): n for n, m in model.named_modules()}
-        self._child_names: dict[int, dict[int, str]] = {}
         self.last_field: RField | None = None
         self.global_context = False
-        self.misaligned: Counter[str] = Counter()
+        self.misaligned: Counter[int] = Counter()  # id(Call) -> count
+        self.named_modules = list(model.named_modules())
+        self.modules = [m for _, m in self.named_modules]
+        self.params: list[nn.Parameter] = []
+        self.buffers: list[torch.Tensor] = []
+        seen: set[int] = set()
+        for m in self.modules:  # one walk instead of parameters() + buffers(); same order, each once
+            for p in m._parameters.values():
+                if p is not None and id(p) not in seen:
+                    seen.add(id(p))
+                    self.params.append(p)
+            for b in m._buffers.values():
+                if b is not None and id(b) not in seen:
+                    seen.add(id(b))
+                    self.buffers.append(b)
         # memory: storage key -> [serial, nbytes, live tensor count]
-        self.foreign = {t.untyped_storage()._cdata for t in (*model.parameters(), *model.buffers())}
+        self.foreign = {t.untyped_storage()._cdata for t in (*self.params, *self.buffers)}
         self.storages: dict[int, list[int]] = {}
         self._refs: list[weakref.ref] = []
         self._serial = 0
         self.live_bytes = self.peak_bytes = self.written_bytes = 0
         self.saved: dict[Any, int] = {}
-        self._handles: list[Any] = []
+        self._attached: list[nn.Module] = []
 
-    # ---- module hooks (on the twin) ----
+    # ---- module hooks (on the twin, which is thrown away: no handles needed, but detach() tidies up) ----
+
+    _KEY = "cnnlab.analysis"
 
     def attach(self) -> None:
-        for m in self.model.modules():
-            self._handles.append(m.register_forward_pre_hook(self._pre, with_kwargs=True))
-            self._handles.append(m.register_forward_hook(self._post, with_kwargs=True))
+        for m in self.modules:
+            m._forward_pre_hooks[self._KEY] = self._pre
+            m._forward_pre_hooks_with_kwargs[self._KEY] = True
+            m._forward_hooks[self._KEY] = self._post
+            m._forward_hooks_with_kwargs[self._KEY] = True
+            self._attached.append(m)
 
     def detach(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
-
-    def _path(self, module: nn.Module, parent: Call | None) -> str:
-        if parent is None:
-            return ""
-        pid = id(parent.module)
-        names = self._child_names.get(pid)
-        if names is None:
-            names = {id(c): n for n, c in parent.module._modules.items() if c is not None}
-            self._child_names[pid] = names
-        if (name := names.get(id(module))) is not None:
-            return f"{parent.row.name}.{name}" if parent.row.name else name
-        return self.canonical.get(id(module), type(module).__name__)  # called by a module that does not own it
+        for m in self._attached:
+            for d in (m._forward_pre_hooks, m._forward_pre_hooks_with_kwargs, m._forward_hooks,
+                      m._forward_hooks_with_kwargs):  # fmt: skip
+                d.pop(self._KEY, None)
+        self._attached.clear()
 
     def _pre(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        parent = self.stack[-1] if self.stack else None
-        self.call_counts[id(module)] += 1
-        first = next(_tensors((args, kwargs)), None)
-        new = 0
-        for p in module._parameters.values():
-            if p is not None and id(p) not in self.seen_params:
-                self.seen_params.add(id(p))
-                new += p.numel()
-        row = Row(
-            name=self._path(module, parent),
-            kind=type(module).__name__,
-            depth=len(self.stack),
-            call=self.call_counts[id(module)],
-            input_shape=tuple(first.shape) if first is not None else None,
-            self_params=new,
-        )
-        call = Call(module, row, parent)
+        stack = self.stack
+        parent = stack[-1] if stack else None
+        first = args[0] if args and isinstance(args[0], torch.Tensor) else next(_tensors((args, kwargs)), None)
+        call = Call(module, parent, len(stack), tuple(first.shape) if first is not None else None)
         if parent is not None:
             parent.children.append(call)
-            parent.row.leaf = False
         self.calls.append(call)
-        self.stack.append(call)
+        stack.append(call)
 
     def _post(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
-        while self.stack and self.stack[-1].module is not module:  # a sub-call whose exception was caught
-            self.stack.pop()
-        if not self.stack:
+        stack = self.stack
+        while stack and stack[-1].module is not module:  # a sub-call whose exception was caught
+            stack.pop()
+        if not stack:
             return
-        row = self.stack.pop().row
-        outs = list(_tensors(output))
+        call = stack.pop()
+        outs = [output] if isinstance(output, torch.Tensor) else list(_tensors(output))
         if outs:
-            row.output_shape = tuple(outs[0].shape)
-            uniq = {id(t): t for t in outs}.values()
-            row.activation_bytes = sum(t.numel() * t.element_size() for t in uniq)
-            rf = getattr(outs[0], _RF_ATTR, None)
-            if isinstance(rf, RField) and outs[0].dim() >= 3:
-                row.receptive_field, row.jump = rf.max_size, rf.max_jump
+            first = outs[0]
+            call.output_shape = tuple(first.shape)
+            if len(outs) == 1:
+                call.activation_bytes = first.numel() * first.element_size()
+            else:
+                uniq = {id(t): t for t in outs}.values()
+                call.activation_bytes = sum(t.numel() * t.element_size() for t in uniq)
+            rf = getattr(first, _RF_ATTR, None)
+            if isinstance(rf, RField) and first.dim() >= 3:
+                call.field = rf
 
     # ---- ops ----
 
-    def on_op(self, func: torch._ops.OpOverload, args: tuple, kwargs: dict, out: Any) -> None:
-        packet = func.overloadpacket
-        call = self.stack[-1] if self.stack else None
-        cost = formulas.op_cost(func, args, kwargs, out)
-        if cost is None:
-            self.unsupported[str(packet)] += 1
-        elif call is not None:
-            call.row.self_macs += cost.macs
-            call.row.self_flops += cost.flops
-        else:
-            self.orphan_macs += cost.macs
-            self.orphan_flops += cost.flops
+    def run_op(self, func: torch._ops.OpOverload, args: tuple, kwargs: dict) -> Any:
+        plan = plan_for(func)
+        out = None
+        if self.fast and plan.shape is not None and args:
+            x = args[0]
+            # Integer inputs would need type promotion: leave them to the kernel.
+            if isinstance(x, torch.Tensor) and x.is_meta and x.is_floating_point():
+                out = plan.shape(args, kwargs)
+                if out is shapes.FALLBACK:
+                    out = None
+        if out is None:
+            out = func(*args, **kwargs)
+        self.on_op(plan, args, kwargs, out)
+        return out
 
-        ins = list(_tensors(args))
+    def on_op(self, plan: Plan, args: tuple, kwargs: dict, out: Any) -> None:
+        call = self.stack[-1] if self.stack else None
+        if plan.cost is None:
+            self.unsupported[plan.name] += 1
+        else:
+            macs, flops = plan.cost(args, kwargs, out)
+            if call is not None:
+                call.macs += macs
+                call.flops += flops
+            else:
+                self.orphan_macs += macs
+                self.orphan_flops += flops
+        ins = _flat(args)
         if kwargs:
-            ins += list(_tensors(kwargs))
-        outs = list(_tensors(out))
+            ins += _flat(tuple(kwargs.values()))
+        outs = [out] if isinstance(out, torch.Tensor) else _flat(out) if isinstance(out, (tuple, list)) else []
         if not outs:
             return
-        self._field(packet, func, args, kwargs, out, ins, outs, call)
+        self._field(plan, args, kwargs, out, ins, outs, call)
         for o in outs:
             self._track(o, ins)
 
-    def _field(self, packet, func, args, kwargs, out, ins, outs, call) -> None:
+    def _field(self, plan: Plan, args, kwargs, out, ins, outs, call) -> None:
         fields = [getattr(t, _RF_ATTR, None) for t in ins]
-        if packet in _WINDOW_OPS:
-            w = formulas.window(func, args, kwargs, out)
+        if plan.window:
+            w = formulas.window(plan.func, args, kwargs, out)
             base = fields[0] if fields else None
             if w is GLOBAL:
                 rf = GLOBAL if base is not None else None
             elif isinstance(w, Window):
                 rf = receptive.apply_window(base, w) if isinstance(base, RField) else base
-                if call is not None and call.row.kernel is None:
-                    row = call.row
-                    row.kernel, row.stride, row.padding = w.kernel, w.stride, w.padding
-                    row.dilation, row.groups = w.dilation, w.groups
+                if call is not None and call.window is None:
+                    call.window = w
             else:
                 rf = base
-        elif packet in _REDUCE_OPS and formulas.is_spatial_reduction(func, args, out):
+        elif plan.reduce and formulas.is_spatial_reduction(plan.func, args, out):
             rf = GLOBAL if any(f is not None for f in fields) else None
-        elif packet in MATMUL_OPS and sum(f is not None for f in fields) >= 2:
+        elif plan.matmul and sum(f is not None for f in fields) >= 2:
             rf = GLOBAL  # two activations multiplied together: every position sees every other (attention)
-        elif packet in _RESAMPLE_OPS and isinstance(fields[0], RField):
+        elif plan.resample and isinstance(fields[0], RField):
             x, o = args[0], formulas._first(out)
             n = x.dim() - 2
             rf = receptive.rescale(fields[0], tuple(x.shape[-n:]), tuple(o.shape[-n:]))
         else:
-            rf, misaligned, saw_global = receptive.merge(fields)
-            if misaligned:
-                self.misaligned[call.row.name if call is not None else ""] += 1
-            if saw_global and isinstance(rf, RField):
-                self.global_context = True
+            if len(fields) == 1 or (len(fields) == 2 and fields[1] is None):
+                rf = fields[0] if fields else None
+            else:
+                rf, misaligned, saw_global = receptive.merge(fields)
+                if misaligned and call is not None:
+                    self.misaligned[id(call)] += 1
+                if saw_global and isinstance(rf, RField):
+                    self.global_context = True
         if rf is None:
             return
         for o in outs:
@@ -264,8 +327,9 @@ class Session:
         setattr(t, _RF_ATTR, receptive.input_field(max(1, min(t.dim() - 2, 3))))
 
     def _track(self, t: torch.Tensor, ins: list[torch.Tensor]) -> None:
-        if any(t is i for i in ins):  # in-place result: the same tensor, already counted
-            return
+        for i in ins:
+            if t is i:  # in-place result: the same tensor, already counted
+                return
         storage = t.untyped_storage()
         key = storage._cdata
         entry = self.storages.get(key)
@@ -277,7 +341,8 @@ class Session:
             entry = self.storages[key] = [self._serial, nbytes, 0]
             self.live_bytes += nbytes
             self.written_bytes += nbytes
-            self.peak_bytes = max(self.peak_bytes, self.live_bytes)
+            if self.live_bytes > self.peak_bytes:
+                self.peak_bytes = self.live_bytes
         entry[2] += 1
         self._refs.append(weakref.ref(t, self._release_cb(key, entry[0])))
 
@@ -314,15 +379,17 @@ class Session:
 
 
 class CountingMode(TorchDispatchMode):
-    """Runs each aten op, then hands it to the session to be costed and tracked."""
+    """Runs each aten op (or its shape formula), then hands it to the session to be costed and tracked."""
 
-    def __init__(self, session: Session, fast: bool = True):
+    def __init__(self, session: Session):
         super().__init__()
         self.session = session
-        self.fast = fast
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # The analysis runs eagerly, never under torch.compile: skip the per-op dynamo-disable wrapper
+        # (about a tenth of an analysis's time).
+        return False
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        out = shapes.run(func, args, kwargs, self.fast)
-        self.session.on_op(func, args, kwargs, out)
-        return out
+        return self.session.run_op(func, args, kwargs or {})

@@ -277,20 +277,36 @@ class OpCost:
     flops: int
 
 
-def op_cost(func: torch._ops.OpOverload, args: tuple, kwargs: dict, out: Any) -> OpCost | None:
-    """The cost of one call of an aten op, or None when the op has no formula (so it is reported)."""
+def _pointwise(args, kwargs, out):
+    first = _first(out)
+    return 0, first.numel() if isinstance(first, torch.Tensor) else 0
+
+
+def _no_cost(args, kwargs, out):
+    return 0, 0
+
+
+def cost_function(func: torch._ops.OpOverload) -> Callable | None:
+    """`(args, kwargs, out) -> (macs, flops)` for an aten op, or None when it has no formula."""
     packet = func.overloadpacket
     if (f := MAC_OPS.get(packet)) is not None:
-        macs, flops = f(args, kwargs, out)
-        return OpCost(int(macs), int(flops))
+        return f
     if packet in ZERO_OPS:
-        return OpCost(0, 0)
-    if (f := FLOP_OPS.get(packet)) is not None:
-        return OpCost(0, int(f(args, kwargs, out)))
+        return _no_cost
+    if (g := FLOP_OPS.get(packet)) is not None:
+        return lambda args, kwargs, out: (0, g(args, kwargs, out))
     if torch.Tag.pointwise in func.tags:
-        first = _first(out)
-        return OpCost(0, first.numel() if isinstance(first, torch.Tensor) else 0)
+        return _pointwise
     return None
+
+
+def op_cost(func: torch._ops.OpOverload, args: tuple, kwargs: dict, out: Any) -> OpCost | None:
+    """The cost of one call of an aten op, or None when the op has no formula (so it is reported)."""
+    f = cost_function(func)
+    if f is None:
+        return None
+    macs, flops = f(args, kwargs, out)
+    return OpCost(int(macs), int(flops))
 
 
 # ---- geometry for the receptive field ------------------------------------------------------------------

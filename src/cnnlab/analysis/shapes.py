@@ -17,13 +17,65 @@ aten = torch.ops.aten
 FALLBACK = object()  # "run the meta kernel"
 
 
+def _like(x: torch.Tensor) -> torch.Tensor:
+    """`empty_like` for the usual layouts without its slow Python meta decomposition."""
+    if x.is_contiguous():
+        return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+    return torch.empty_like(x)
+
+
+def _conv(args: tuple, kwargs: dict) -> Any:
+    x, w, bias, stride, padding, dilation, transposed, output_padding, groups = args[:9]
+    n = w.dim() - 2
+    if x.dim() != n + 2 or n < 1 or len(stride) != n or len(padding) != n or len(dilation) != n:
+        return FALLBACK
+    k = w.shape[2:]
+    if transposed:
+        if x.shape[1] != w.shape[0] or len(output_padding) != n:
+            return FALLBACK
+        cout = w.shape[1] * groups
+        spatial = [
+            (i - 1) * s - 2 * p + d * (kk - 1) + op + 1
+            for i, s, p, d, kk, op in zip(x.shape[2:], stride, padding, dilation, k, output_padding)
+        ]
+    else:
+        if x.shape[1] != w.shape[1] * groups or w.shape[0] % groups:
+            return FALLBACK
+        cout = w.shape[0]
+        spatial = [
+            (i + 2 * p - d * (kk - 1) - 1) // s + 1 for i, s, p, d, kk in zip(x.shape[2:], stride, padding, dilation, k)
+        ]
+    if any(o <= 0 for o in spatial) or (bias is not None and tuple(bias.shape) != (cout,)):
+        return FALLBACK  # the kernel raises the real error
+    shape = (x.shape[0], cout, *spatial)
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+    return torch.empty(shape, dtype=x.dtype, device=x.device)
+
+
+def _binary_(args: tuple, kwargs: dict) -> Any:
+    other = args[1]
+    if isinstance(other, torch.Tensor) and (other.shape != args[0].shape or other.dtype != args[0].dtype):
+        return FALLBACK  # broadcasting and promotion rules: the kernel checks them
+    return args[0]
+
+
+def _binary(args: tuple, kwargs: dict) -> Any:
+    x, other = args[0], args[1]
+    if not isinstance(other, torch.Tensor) or other.shape != x.shape or other.dtype != x.dtype:
+        return FALLBACK
+    return _like(x)
+
+
 def _batch_norm(args: tuple, kwargs: dict) -> Any:
     x, w = args[0], args[1]
     if x.dim() < 2 or (w is not None and tuple(w.shape) != (x.shape[1],)):
         return FALLBACK
     stats = (x.shape[1],)
     return (
-        torch.empty_like(x),
+        _like(x),
         torch.empty(stats, dtype=x.dtype, device=x.device),
         torch.empty(stats, dtype=x.dtype, device=x.device),
     )
@@ -51,7 +103,7 @@ def _addmm(args: tuple, kwargs: dict) -> Any:
 
 
 def _unary(args: tuple, kwargs: dict) -> Any:
-    return torch.empty_like(args[0])
+    return _like(args[0])
 
 
 def _unary_(args: tuple, kwargs: dict) -> Any:
@@ -68,6 +120,11 @@ SHAPE_FORMULAS: dict[Any, Callable[[tuple, dict], Any]] = {
     aten._native_batch_norm_legit_no_training.default: _batch_norm,
     aten.native_layer_norm.default: _layer_norm,
     aten.addmm.default: _addmm,
+    aten.convolution.default: _conv,
+    aten.add_.Tensor: _binary_,
+    aten.mul_.Tensor: _binary_,
+    aten.add.Tensor: _binary,
+    aten.mul.Tensor: _binary,
     aten._softmax.default: _softmax,
     aten._safe_softmax.default: _softmax,
     **{
@@ -89,12 +146,12 @@ SHAPE_FORMULAS: dict[Any, Callable[[tuple, dict], Any]] = {
 }  # fmt: skip
 
 
-def run(func: torch._ops.OpOverload, args: tuple, kwargs: dict, fast: bool) -> Any:
+def run(func: torch._ops.OpOverload, args: tuple, kwargs: dict, fast: bool = True) -> Any:
     """The op's result: from a shape formula when `fast` and one applies, else from the meta kernel."""
-    if fast and (f := SHAPE_FORMULAS.get(func)) is not None:
+    if fast and (f := SHAPE_FORMULAS.get(func)) is not None and args:
         x = args[0]
         # Integer inputs would need type promotion: leave them to the kernel.
-        if isinstance(x, torch.Tensor) and x.device.type == "meta" and x.is_floating_point():
+        if isinstance(x, torch.Tensor) and x.is_meta and x.is_floating_point():
             out = f(args, kwargs)
             if out is not FALLBACK:
                 return out

@@ -76,6 +76,10 @@ class DenseNet(ClassifierNet):
         # The transitions' 2x2 average pools are unpadded; one total stride (32) leaves a 1x1 final map.
         self.min_input_size = stride
         self.head = PoolLinearHead(ch, num_classes, spec.dropout)
+        if not any(p.is_meta for p in self.parameters()):  # meta tensors have no values to initialise
+            self._init_weights()
+
+    def _init_weights(self) -> None:
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight)  # He init, as the authors' Torch code

@@ -112,7 +112,7 @@ def _published_spec(name: str) -> EfficientNetSpec:
         resolution=EVAL_CROP.get(name, resolution),
         dropout=dropout,
         # DEVIATION: torchvision's B0-B4 use PyTorch's BatchNorm defaults (eps 1e-5, momentum 0.1); its
-        # B5-B7 (ported from TensorFlow) and the paper use eps 1e-3, momentum 0.01. Outputs only agree when
+        # B5-B7 and the paper use eps 1e-3, momentum 0.01. Outputs only agree when
         # the epsilon matches the weights'.
         bn_eps=1e-3 if big else 1e-5,
         bn_momentum=0.01 if big else 0.1,
@@ -131,6 +131,11 @@ class EfficientNet(ClassifierNet):
         super().__init__()
         if spec.width <= 0 or spec.depth <= 0:
             raise ValueError(f"efficientnet: width and depth must be positive, got {spec.width}, {spec.depth}")
+        # The `in` column documents Table 1; a row must start where the previous one ended.
+        ins = [row[3] for row in spec.rows]
+        outs = [spec.stem_channels] + [row[4] for row in spec.rows[:-1]]
+        if ins != outs:
+            raise ValueError(f"efficientnet: row input channels {ins} do not follow the stem and rows ({outs})")
         bn = {"bn_eps": spec.bn_eps, "bn_momentum": spec.bn_momentum}
 
         def scaled(c: int) -> int:
@@ -202,7 +207,17 @@ def _torchvision_keys() -> tuple[tuple[str, str], ...]:
     return tuple(rules)
 
 
-_BN_DEVIATION = "BatchNorm eps 1e-5, momentum 0.1 (torchvision's B0-B4) instead of the paper's 1e-3, 0.01"
+def _deviations(name: str) -> tuple[str, ...]:
+    found = []
+    if SPECS[name].bn_eps != EfficientNetSpec.bn_eps:
+        found.append("BatchNorm eps 1e-5, momentum 0.1 (torchvision's B0-B4) instead of the paper's 1e-3, 0.01")
+    if name in EVAL_CROP:
+        found.append(
+            f"default input {EVAL_CROP[name]} (torchvision's eval crop) instead of the table's {TABLE[name][2]}"
+        )
+    return tuple(found)
+
+
 _TV = "torchvision metadata (REFERENCES.md §1)"
 # (params, GMACs at the eval crop, top-1) of torchvision's V1 weights.
 _PUBLISHED = {
@@ -229,11 +244,7 @@ FAMILY = Family(
     build=lambda spec, num_classes, in_chans: EfficientNet(spec, num_classes, in_chans),
     input_size=lambda name, spec: (3, spec.resolution, spec.resolution),
     published={n: Published(params=p, gmacs=g, top1=t, source=_TV) for n, (p, g, t) in _PUBLISHED.items()},
-    deviations={
-        name: (_BN_DEVIATION,) * (SPECS[name].bn_eps != EfficientNetSpec.bn_eps)
-        + ("default input 288 (torchvision's eval crop) instead of the table's 260",) * (name in EVAL_CROP)
-        for name in SPECS
-    },
+    deviations={name: _deviations(name) for name in SPECS},
     torchvision={name: name for name in TABLE},
     torchvision_keys=_torchvision_keys(),
 )

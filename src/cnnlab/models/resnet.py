@@ -183,6 +183,8 @@ def _unit(spec: ResNetSpec, in_ch: int, width: int, stride: int) -> tuple[nn.Mod
 
 def _init_weights(net: nn.Module) -> None:
     # He et al. 2015b ("Delving deep into rectifiers") init, as the ResNet paper used (Sec. 3.4).
+    if any(p.is_meta for p in net.parameters()):
+        return  # meta tensors hold no values; normal_ on meta goes through slow decompositions (~10 ms each)
     for m in net.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

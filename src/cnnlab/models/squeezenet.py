@@ -60,7 +60,7 @@ class SqueezeNetSpec:
     conv1: tuple[int, int, int]
     layers: tuple[Layer, ...]
     dropout: float = 0.5  # Sec. 5: dropout 50% after fire9
-    # The paper's Caffe model reads 227x227 crops (conv1: 111x111); torchvision evaluates at 224.
+    # DEVIATION: the paper's Caffe model reads 227x227 crops (conv1: 111x111); torchvision evaluates at 224.
     resolution: int = 224
 
 

@@ -91,8 +91,8 @@ class VGG(ClassifierNet):
 
 
 def _init_weights(model: nn.Module) -> None:
-    # The paper trained A from N(0, 0.01) and initialised deeper nets from it (Sec. 3.1); He init (fan_out),
-    # as torchvision uses, trains every depth from scratch.
+    # The paper trained A from N(0, 0.01) and initialised deeper nets from it (Sec. 3.1); He init (fan_out)
+    # for the convs, as torchvision uses, trains every depth from scratch.
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -100,9 +100,7 @@ def _init_weights(model: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 0.01)
-            nn.init.zeros_(m.bias)
+    # The FC layers come from FCHead with the paper's N(0, 0.01) and zero biases.
 
 
 def torchvision_keys_for(spec: VGGSpec) -> tuple[tuple[str, str], ...]:

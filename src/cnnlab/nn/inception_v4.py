@@ -197,7 +197,7 @@ class ResidualInception(Branches):
 
 
 def _out_channels(branch: nn.Module) -> int:
-    last = branch[-1] if isinstance(branch, nn.Sequential) else branch
+    last = branch if isinstance(branch, ConvBNAct) else branch[-1]  # a conv, or a Sequential of them
     return last.conv.out_channels
 
 

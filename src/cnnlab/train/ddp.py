@@ -72,6 +72,15 @@ def any_flag(d: Dist, *flags: bool) -> list[bool]:
     return [bool(v) for v in t.tolist()]
 
 
+def all_flags(d: Dist, *flags: bool) -> list[bool]:
+    """AND each flag over all ranks."""
+    if not d.enabled:
+        return list(flags)
+    t = torch.tensor([float(f) for f in flags], device=d.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return [bool(v) for v in t.tolist()]
+
+
 def sum_tensor(d: Dist, t: torch.Tensor) -> torch.Tensor:
     if d.enabled:
         t = t.clone()

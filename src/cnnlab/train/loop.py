@@ -412,13 +412,21 @@ def _train(
                 else:
                     nonfinite_run = 0
                     scaler.scale(loss).backward()
-                    if recipe.grad_clip > 0:
+                    grad_ok = True
+                    if recipe.grad_clip > 0 or not scaler.is_enabled():
                         scaler.unscale_(optimizer)
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-                    scaler.step(optimizer)  # fp16: skipped (and the scale lowered) when gradients overflowed
-                    scaler.update()
-                    if ema is not None:
-                        ema.update(model)
+                        # The norm doubles as the finiteness check outside fp16 (where the scaler does it):
+                        # a step with inf/NaN gradients would write non-finite weights.
+                        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip or math.inf)
+                        # Under DDP the gradients are already all-reduced, so every rank agrees.
+                        grad_ok = scaler.is_enabled() or bool(torch.isfinite(norm))
+                    if grad_ok:
+                        scaler.step(optimizer)  # fp16: skipped (and the scale lowered) when gradients overflowed
+                        scaler.update()
+                        if ema is not None:
+                            ema.update(model)
+                    else:
+                        log(f"warning: non-finite gradient at step {step}; step skipped")
                     with torch.no_grad():
                         loss_t += loss.detach().double() * y.numel()
                         correct_t += (logits.argmax(1) == y).sum()

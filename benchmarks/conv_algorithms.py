@@ -1,0 +1,37 @@
+"""Time direct (F.conv2d), im2col, FFT and Winograd against each other in one process, and answer:
+
+1. Is our im2col within 2x of F.conv2d?
+2. Is Winograd F(4x4,3x3) at least 1.5x faster than our im2col for 128+ channels, and where does it lose?
+3. From which kernel size does FFT beat F.conv2d at 64x64 and larger?
+
+    .venv/bin/python benchmarks/conv_algorithms.py [--grid small|full] [--rounds 5] [--threads 1]
+
+Writes benchmarks/results/conv_algorithms_<machine>.csv and a crossover plot next to it. The timing
+protocol (what the clock includes, interleaving, medians) is printed at the start; see
+cnnlab.convlab.bench.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from cnnlab.cli import main as cli_main
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    machine = f"{platform.node() or 'machine'}-{platform.machine()}".replace(" ", "_")
+    if "--out" not in argv:
+        argv += ["--out", str(RESULTS / f"conv_algorithms_{machine}.csv")]
+    if "--plot" not in argv:
+        argv += ["--plot", str(RESULTS / f"conv_algorithms_{machine}.png")]
+    return cli_main(["conv", "bench", *argv])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
