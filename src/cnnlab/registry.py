@@ -28,9 +28,7 @@ def _registry() -> dict[str, Entry]:
     for family in discover_families():
         for name, spec in family.specs.items():
             if name in table:
-                raise RuntimeError(
-                    f"model '{name}' is registered twice ({table[name].family.name}, {family.name})"
-                )
+                raise RuntimeError(f"model '{name}' is registered twice ({table[name].family.name}, {family.name})")
             table[name] = Entry(name, family, spec)
     return table
 
@@ -55,9 +53,7 @@ def resolve_spec(name: str, **overrides: Any) -> Any:
         if key not in fields:
             close = difflib.get_close_matches(key, sorted(fields), n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise TypeError(
-                f"{name}: unknown override '{key}'{hint} (spec fields: {', '.join(sorted(fields))})"
-            )
+            raise TypeError(f"{name}: unknown override '{key}'{hint} (spec fields: {', '.join(sorted(fields))})")
     return dataclasses.replace(entry.spec, **overrides)
 
 
@@ -109,15 +105,15 @@ class ModelInfo:
     deviations: tuple[str, ...]
     torchvision: str | None
     spec: Any
+    params: int  # of the default build (the family's default class count), counted
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["spec"] = {
-            k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self.spec).items()
-        }
+        d["spec"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self.spec).items()}
         return d
 
 
+@cache
 def model_info(name: str) -> ModelInfo:
     """Family, paper, default and minimum input size, published figures and deviations of a variant."""
     entry = get_entry(name)
@@ -126,16 +122,18 @@ def model_info(name: str) -> ModelInfo:
     # The minimum input size is a property of the built network; building on the meta device costs no memory.
     import torch
 
+    input_size = fam.input_size(name, spec)
     with torch.device("meta"):
-        net = fam.build(spec, num_classes=fam.default_num_classes(name, spec), in_chans=3)
+        net = fam.build(spec, num_classes=fam.default_num_classes(name, spec), in_chans=input_size[0])
     return ModelInfo(
         name=name,
         family=fam.name,
         paper=fam.papers.get(name, fam.paper),
-        input_size=fam.input_size(name, spec),
+        input_size=input_size,
         min_input_size=net.min_input_size,
         published=fam.published.get(name, Published()),
         deviations=tuple(fam.deviations.get("*", ())) + tuple(fam.deviations.get(name, ())),
         torchvision=fam.torchvision.get(name),
         spec=spec,
+        params=sum(p.numel() for p in net.parameters()),
     )

@@ -95,10 +95,11 @@ def map_foreign_keys(family: Family, state: StateDict, model: nn.Module | None =
     """
     state = _strip_prefix(state)
     candidates = [state]
-    if family.torchvision_keys:
-        candidates.append(_rename(state, family.torchvision_keys))
-    if family.timm_keys:
-        candidates.append(_rename(state, family.timm_keys))
+    for rules in (family.torchvision_keys, family.timm_keys):
+        if callable(rules):  # rules that depend on the variant (VGG, SqueezeNet): derived from the built model
+            rules = rules(model) if model is not None else ()
+        if rules:
+            candidates.append(_rename(state, rules))
     if model is None:
         if any(k.split(".")[0] in ("stem", "stages", "head") for k in state):
             return state

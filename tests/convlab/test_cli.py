@@ -17,7 +17,22 @@ def test_conv_check_prints_the_table(capsys):
 
 def test_conv_bench_tiny_writes_csv_and_plot(tmp_path, capsys):
     csv_path, png = tmp_path / "r.csv", tmp_path / "p.png"
-    rc = main(["conv", "bench", "--grid", "tiny", "--rounds", "1", "--threads", "1", "--out", str(csv_path), "--plot", str(png)])
+    rc = main(
+        [
+            "conv",
+            "bench",
+            "--grid",
+            "tiny",
+            "--rounds",
+            "1",
+            "--threads",
+            "1",
+            "--out",
+            str(csv_path),
+            "--plot",
+            str(png),
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "threads" in out and "clock covers" in out and "Findings" in out

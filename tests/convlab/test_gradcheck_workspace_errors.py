@@ -44,16 +44,27 @@ def test_workspace_formula_equals_allocated_buffers(name, dtype):
         with workspace.capture() as buffers:
             convlab.conv2d(x, w, algorithm=name, **kw)
         assert buffers, "the implementation recorded nothing"
-        assert sum(b for _, b in buffers) == convlab.workspace_bytes(name, xs, ws, dtype=dtype, **kw), buffers
+        assert workspace.peak_bytes(buffers) == convlab.workspace_bytes(name, xs, ws, dtype=dtype, **kw), buffers
         checked += 1
     assert checked >= 3
 
 
-def test_im2col_reports_its_column_buffer():
-    xs, ws = (2, 6, 11, 13), (4, 3, 3, 3)
+def test_im2col_reports_its_column_buffer(monkeypatch):
+    xs, ws = (5, 6, 11, 13), (4, 3, 3, 3)
     with workspace.capture() as buffers:
         convlab.conv2d_im2col(torch.randn(xs), torch.randn(ws), padding=1, groups=2)
-    assert dict(buffers)["columns"] == convlab.column_bytes(xs, ws, padding=1, groups=2) == 2 * 6 * 9 * 11 * 13 * 4
+    assert dict(buffers)["columns"] == convlab.column_bytes(xs, ws, padding=1, groups=2) == 5 * 6 * 9 * 11 * 13 * 4
+    # A budget of two samples' columns: three chunks (2 + 2 + 1), the buffer is two samples' worth.
+    from cnnlab.convlab import im2col
+
+    monkeypatch.setattr(im2col, "COLUMN_BUDGET_BYTES", 2 * 6 * 9 * 11 * 13 * 4)
+    x, w = torch.randn(xs, dtype=torch.float64), torch.randn(ws, dtype=torch.float64)
+    with workspace.capture() as buffers:
+        out = convlab.conv2d_im2col(x.float(), w.float(), padding=1, groups=2)
+    assert [b for name, b in buffers if name == "columns"] == [2 * 6 * 9 * 11 * 13 * 4] * 2 + [6 * 9 * 11 * 13 * 4]
+    assert convlab.column_bytes(xs, ws, padding=1, groups=2) == 2 * 6 * 9 * 11 * 13 * 4
+    ref = torch.nn.functional.conv2d(x, w, padding=1, groups=2)
+    assert ((out.double() - ref).abs().max() / ref.abs().max()) < 1e-5
 
 
 def test_guard_refuses_large_workspace_with_a_message():
@@ -64,10 +75,10 @@ def test_guard_refuses_large_workspace_with_a_message():
     with convlab.workspace_limit(need):
         convlab.conv2d_im2col(x, w, padding=1)
     assert convlab.get_workspace_limit() == 2 * 1024**3  # restored default
-    # The default 2 GiB refuses a batch whose columns would need ~3.7 GiB, before allocating anything.
+    # The default 2 GiB refuses, before allocating anything, Winograd on a batch whose tiles need ~15 GiB.
     big = torch.empty(128, 64, 112, 112, device="meta")
     with pytest.raises(convlab.WorkspaceLimitError, match="GiB"):
-        convlab.conv2d_im2col(big, torch.empty(64, 64, 3, 3, device="meta"), padding=1)
+        convlab.conv2d_winograd(big, torch.empty(64, 64, 3, 3, device="meta"), padding=1)
 
 
 @pytest.mark.parametrize(

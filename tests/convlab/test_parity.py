@@ -13,8 +13,22 @@ from cnnlab import convlab
 GENERAL = {"direct": convlab.conv2d_direct, "im2col": convlab.conv2d_im2col, "fft": convlab.conv2d_fft}
 # REFERENCES.md sec. 6: max|err| / max|ref| against a float64 reference on random inputs.
 TOLERANCE = {
-    torch.float32: {"direct": 1e-5, "im2col": 1e-5, "fft": 1e-5, "winograd2": 1e-5, "winograd4": 1e-4, "winograd6": 2e-4},
-    torch.float16: {"direct": 3e-3, "im2col": 3e-3, "fft": 3e-3, "winograd2": 3e-3, "winograd4": 3e-2, "winograd6": 5e-2},
+    torch.float32: {
+        "direct": 1e-5,
+        "im2col": 1e-5,
+        "fft": 1e-5,
+        "winograd2": 1e-5,
+        "winograd4": 1e-4,
+        "winograd6": 2e-4,
+    },
+    torch.float16: {
+        "direct": 3e-3,
+        "im2col": 3e-3,
+        "fft": 3e-3,
+        "winograd2": 3e-3,
+        "winograd4": 3e-2,
+        "winograd6": 5e-2,
+    },
 }
 
 # (N, C, H, W), (K, kH, kW), stride, padding, dilation, groups
@@ -47,7 +61,9 @@ def _rel(out: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("name", sorted(GENERAL))
-@pytest.mark.parametrize("spec", GRID, ids=lambda s: "x".join(map(str, s[0])) + f"-k{s[1]}-s{s[2]}-p{s[3]}-d{s[4]}-g{s[5]}")
+@pytest.mark.parametrize(
+    "spec", GRID, ids=lambda s: "x".join(map(str, s[0])) + f"-k{s[1]}-s{s[2]}-p{s[3]}-d{s[4]}-g{s[5]}"
+)
 def test_general_algorithms_match_conv2d_float64(name, spec):
     x, wt, b, kw = _case(spec)
     ref = F.conv2d(x, wt, b, **kw)

@@ -85,7 +85,9 @@ def test_cook_toom_matrices_are_exact_in_2d(tile):
     U = mm(mm(mats.G, g), t(mats.G))
     V = mm(mm(mats.B_t, d), t(mats.B_t))
     Y = mm(mm(mats.A_t, [[u * v for u, v in zip(ru, rv)] for ru, rv in zip(U, V)]), t(mats.A_t))
-    expect = [[sum(g[a][b] * d[i + a][j + b] for a in range(3) for b in range(3)) for j in range(tile)] for i in range(tile)]
+    expect = [
+        [sum(g[a][b] * d[i + a][j + b] for a in range(3) for b in range(3)) for j in range(tile)] for i in range(tile)
+    ]
     assert Y == expect
 
 
@@ -99,12 +101,15 @@ def test_derived_matrices_equal_lavin_gray_per_interpolation_point(tile):
     g = [Fr(rng.randint(-9, 9)) for _ in range(3)]
     d = [Fr(rng.randint(-9, 9)) for _ in range(alpha)]
     assert _winograd_1d(theirs["A_t"], theirs["G"], theirs["B_t"], g, d) == _correlate_1d(g, d, tile)
-    for j in range(alpha):
-        term = lambda m: [  # noqa: E731
+
+    def term(m, j):
+        return [
             [[Fr(m["A_t"][i][j]) * m["G"][j][k] * m["B_t"][j][l] for l in range(alpha)] for k in range(3)]
             for i in range(tile)
         ]
-        assert term({"A_t": ours.A_t, "G": ours.G, "B_t": ours.B_t}) == term(theirs), f"point {j}"
+
+    for j in range(alpha):
+        assert term({"A_t": ours.A_t, "G": ours.G, "B_t": ours.B_t}, j) == term(theirs, j), f"point {j}"
 
 
 def test_documented_interpolation_points():

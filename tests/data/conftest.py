@@ -20,3 +20,9 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is absent")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache for the tests that read ../shared/data, so each real file is decoded once per session."""
+    return tmp_path_factory.mktemp("shared-cache")

@@ -47,16 +47,22 @@ def test_bad_options() -> None:
         shapes.generate(10, 32, difficulty=1.5)
 
 
-def test_speed_smoke() -> None:
-    # The goal (>= 10,000 img/s at 32 px on 2 idle cores) is measured by benchmarks/loader.py; here a floor
-    # that holds even on a busy CI machine, so a pathological slowdown (a per-image loop) still fails.
-    shapes.generate(256, 32)
-    best = 0.0
-    for _ in range(3):
-        t = time.perf_counter()
-        shapes.generate(2048, 32)
-        best = max(best, 2048 / (time.perf_counter() - t))
-    assert best > 1500, f"{best:.0f} img/s"
+def test_generation_speed_per_cpu_second() -> None:
+    """The goal is >= 10,000 img/s at 32 px on 2 cores (benchmarks/loader.py measures wall-clock img/s).
+    Here the CPU time of one thread is clocked, which a busy machine does not inflate: at least 3,000 images
+    per CPU-second, i.e. 6,000/s on 2 cores even on a slow CPU; a per-image Python loop would be far below."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # CPU time of one thread: no spin-waiting of idle OpenMP workers counted
+    try:
+        shapes.generate(256, 32)
+        best = 0.0
+        for _ in range(3):
+            t = time.process_time()
+            shapes.generate(2048, 32)
+            best = max(best, 2048 / max(time.process_time() - t, 1e-9))
+    finally:
+        torch.set_num_threads(threads)
+    assert best > 3000, f"{best:.0f} img per CPU-second"
 
 
 def _ridge_accuracies(xtr, ytr, xte, yte, lams: tuple[float, ...]) -> list[float]:  # noqa: ANN001

@@ -164,7 +164,11 @@ def test_cifar_binary(tmp_path: Path, kind: str) -> None:
     head = 1 if kind == "cifar10" else 2
     root = tmp_path / ("cifar-10-batches-bin" if kind == "cifar10" else "cifar-100-binary")
     root.mkdir()
-    names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"] if kind == "cifar10" else ["train.bin", "test.bin"]
+    names = (
+        [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+        if kind == "cifar10"
+        else ["train.bin", "test.bin"]
+    )
     want = []
     for n in names:
         rec = RNG.integers(0, 256, (3, head + 3072), dtype=np.uint8)
@@ -225,7 +229,9 @@ def test_folder_with_split_dirs(tmp_path: Path) -> None:
         for c in ("cat", "dog"):
             for i in range(n):
                 _save(tmp_path / split / c / f"{i}.png", _rgb())
+    (tmp_path / "train" / "cat" / ".DS_Store").write_bytes(b"\0\0")  # hidden files are not images: not reported
     tr = data.load(f"folder:{tmp_path}")
+    assert not tr.skipped
     va = data.load(f"folder:{tmp_path}", split="val")
     te = data.load(f"folder:{tmp_path}", split="test")
     assert tr.classes == ("cat", "dog") and (len(tr), len(va), len(te)) == (8, 4, 4)  # val from val/, not carved
@@ -253,7 +259,10 @@ def test_folder_converts_modes(tmp_path: Path) -> None:
     _save(tmp_path / "train" / "k" / "l.png", Image.fromarray(gray, "L"))
     _save(tmp_path / "train" / "k" / "la.png", Image.fromarray(np.stack([gray, gray], -1), "LA"))
     _save(tmp_path / "train" / "k" / "p.png", Image.fromarray(base).convert("P"))
-    _save(tmp_path / "train" / "k" / "rgba.png", Image.fromarray(np.dstack([base, np.full((8, 8), 128, np.uint8)]), "RGBA"))
+    _save(
+        tmp_path / "train" / "k" / "rgba.png",
+        Image.fromarray(np.dstack([base, np.full((8, 8), 128, np.uint8)]), "RGBA"),
+    )
     _save(tmp_path / "train" / "k" / "cmyk.jpg", Image.fromarray(base).convert("CMYK"), quality=95)
     _save(tmp_path / "train" / "k" / "i16.png", Image.fromarray(np.full((8, 8), 40000, np.uint16)))
     ds = data.load(f"folder:{tmp_path}", val_fraction=0)
@@ -293,6 +302,7 @@ def test_folder_bad_files_are_skipped_and_reported(tmp_path: Path) -> None:
         data.load(f"folder:{tmp_path / 'd'}", size=8, strict=True)
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # PIL's own; we report it as a skip
 def test_folder_decompression_bomb_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from PIL import Image
 
@@ -324,15 +334,15 @@ def test_folder_empty_class_is_an_error(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------------------- shared data
 
 
-def test_shared_npz_files(shared_data: Path) -> None:
+def test_shared_npz_files(shared_data: Path, shared_cache: Path) -> None:
     import json
 
     for name, shape in (("digits8x8", (1, 8, 8)), ("mnist", (1, 28, 28)), ("cifar10", (3, 32, 32))):
         meta = json.loads((shared_data / f"{name}.json").read_text())
-        te = data.load(f"npz:{shared_data / name}.npz", split="test")
+        te = data.load(f"npz:{shared_data / name}.npz", split="test", cache_dir=shared_cache)
         assert te.x.shape[1:] == shape and list(te.classes) == meta["class_names"]
         assert te.counts() == meta["counts"]["test"]
         if name == "cifar10":  # the training statistics match the ones the README records (train, 0-1)
-            tr = data.load(f"npz:{shared_data / name}.npz", split="train", val_fraction=0)
+            tr = data.load(f"npz:{shared_data / name}.npz", split="train", val_fraction=0, cache_dir=shared_cache)
             want_mean, want_std = meta["pixel_mean_std_0_1_per_channel"]["train"]
             assert np.allclose(tr.mean, want_mean, atol=1e-4) and np.allclose(tr.std, want_std, atol=1e-4)

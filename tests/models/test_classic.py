@@ -339,3 +339,22 @@ def test_adaptive_pool_is_the_identity_at_the_design_size():
         assert torch.equal(flexible(x), fixed(x))
     with pytest.raises(ValueError, match="adaptive_pool"):
         fixed(torch.randn(1, 3, 260, 260))  # pool5 is 7x7
+
+
+def receptive_fields(model: nn.Module, size: int) -> list[int]:
+    """Receptive field after every conv and pool of a chain: r += (k - 1) * j, j *= s (Araujo et al. 2019)."""
+    r, j, out = 1, 1, []
+    for _, m, _ in record_layers(model, torch.empty(1, 3, size, size, device="meta")):
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d)):
+            k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+            s = m.stride if isinstance(m.stride, int) else m.stride[0]
+            r, j = r + (k - 1) * j, j * s
+            out.append(r)
+    return out
+
+
+def test_receptive_fields_of_references_section4():
+    alexnet = receptive_fields(meta_model("alexnet"), 224)
+    assert alexnet[:2] == [11, 19] and alexnet[-1] == 195
+    vgg16 = receptive_fields(meta_model("vgg16"), 224)
+    assert vgg16[-2:] == [196, 212]  # conv5_3, pool5

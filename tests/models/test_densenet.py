@@ -133,3 +133,20 @@ def test_layer_dropout_only_in_training():
     assert torch.equal(layer(x), layer(x))
     layer.train()
     assert not torch.equal(layer(x), layer(x))
+
+
+def test_timm_state_dict_loads_and_agrees(tmp_path):
+    timm = pytest.importorskip("timm")
+    ref = timm.create_model("densenet121", pretrained=False).eval()
+    with torch.no_grad():
+        for m in ref.modules():
+            if isinstance(m, nn.BatchNorm2d):  # random statistics, so a swapped mean/var would show
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 1.5)
+    path = tmp_path / "timm.pth"
+    torch.save(ref.state_dict(), path)
+    ours = cnnlab.create_model("densenet121", weights=path).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = ref(x)
+        assert (ours(x) - expected).abs().max() <= 1e-5 * expected.abs().max() + 1e-6

@@ -35,9 +35,7 @@ def _table1(references: str) -> list[tuple[str, int, float, int, float]]:
     for line in _section(references, 1).splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) == 5 and re.fullmatch(r"[\d,]+", cells[1]):
-            rows.append(
-                (cells[0], int(cells[1].replace(",", "")), float(cells[2]), int(cells[3]), float(cells[4]))
-            )
+            rows.append((cells[0], int(cells[1].replace(",", "")), float(cells[2]), int(cells[3]), float(cells[4])))
     return rows
 
 

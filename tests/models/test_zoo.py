@@ -8,6 +8,7 @@ import torch
 import cnnlab
 from cnnlab.models.base import AuxOutputs
 from cnnlab.registry import get_entry
+from tests.conftest import registry_params
 
 ALL = cnnlab.list_models()
 
@@ -21,7 +22,7 @@ def meta_model(name: str, **kw) -> torch.nn.Module:
         return cnnlab.create_model(name, **kw)
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", registry_params(ALL))
 def test_forward_backward_small_input(name: str):
     info = cnnlab.model_info(name)
     model = cnnlab.create_model(name, num_classes=7)

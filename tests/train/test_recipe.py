@@ -41,9 +41,7 @@ def test_alexnet_recipe_matches_the_lecture():
 
 
 def test_overrides_are_typed():
-    r = load_recipe(
-        "resnet_cifar", ["lr=0.05", "nesterov=true", "milestones=[10, 20]", "optimizer=adamw", "epochs=3"]
-    )
+    r = load_recipe("resnet_cifar", ["lr=0.05", "nesterov=true", "milestones=[10, 20]", "optimizer=adamw", "epochs=3"])
     assert r.lr == 0.05 and r.nesterov is True and r.milestones == (10.0, 20.0)
     assert r.optimizer == "adamw" and r.epochs == 3 and isinstance(r.epochs, int)
     assert load_recipe(None, ["lr=1"]).lr == 1.0  # an int widens to a float

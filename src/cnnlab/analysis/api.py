@@ -218,7 +218,10 @@ def _failure(
     input_shape: tuple[int, ...] | None,
     dtype: torch.dtype,
 ) -> CnnlabError:
-    where = session.stack[-1].row if session.stack else None
+    where = None
+    if session.stack:  # the innermost module being called when the error was raised
+        rows = _rows(session)
+        where = rows[next(i for i, c in enumerate(session.calls) if c is session.stack[-1])]
     layer = f"layer '{where.name or label}' ({where.kind})" if where else "the model's forward"
     reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
     msg = f"{label} fails on input {'x'.join(map(str, input_shape or ()))} at {layer}: {reason}"

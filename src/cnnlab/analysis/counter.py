@@ -20,10 +20,14 @@ from cnnlab.analysis.formulas import GLOBAL, MATMUL_OPS, Window
 from cnnlab.analysis.receptive import RField
 
 _RF_ATTR = "_cnnlab_rf"  # set on the twin's meta activations only; they die with the analysis
-_WINDOW_OPS = frozenset(formulas._POOL_SPATIAL) | frozenset(formulas._ADAPTIVE) | {
-    formulas.aten.convolution,
-    formulas.aten._convolution,
-}
+_WINDOW_OPS = (
+    frozenset(formulas._POOL_SPATIAL)
+    | frozenset(formulas._ADAPTIVE)
+    | {
+        formulas.aten.convolution,
+        formulas.aten._convolution,
+    }
+)
 _REDUCE_OPS = frozenset({formulas.aten.mean, formulas.aten.sum, formulas.aten.amax, formulas.aten.amin})
 _RESAMPLE_OPS = frozenset(
     {
@@ -324,6 +328,7 @@ class Session:
 
     def register_input(self, t: torch.Tensor) -> None:
         self._track(t, [])
+        self.written_bytes -= t.untyped_storage().nbytes()  # live from the start, but not written by the model
         setattr(t, _RF_ATTR, receptive.input_field(max(1, min(t.dim() - 2, 3))))
 
     def _track(self, t: torch.Tensor, ins: list[torch.Tensor]) -> None:

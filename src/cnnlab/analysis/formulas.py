@@ -358,9 +358,7 @@ def window(func: torch._ops.OpOverload, args: tuple, kwargs: dict, out: Any) -> 
         if ins == outs:
             return Window((1,) * n, (1,) * n, (0,) * n, (1,) * n)
         # Adaptive windows vary in size; the largest window and the mean step bound the receptive field.
-        kernel = tuple(
-            max(-(-(j + 1) * i // o) - (j * i // o) for j in range(o)) for i, o in zip(ins, outs)
-        )
+        kernel = tuple(max(-(-(j + 1) * i // o) - (j * i // o) for j in range(o)) for i, o in zip(ins, outs))
         stride = tuple(max(1, i // o) for i, o in zip(ins, outs))
         return Window(kernel, stride, (0,) * n, (1,) * n)
     return None

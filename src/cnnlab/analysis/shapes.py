@@ -29,6 +29,9 @@ def _like(x: torch.Tensor) -> torch.Tensor:
 def _conv(args: tuple, kwargs: dict) -> Any:
     x, w, bias, stride, padding, dilation, transposed, output_padding, groups = args[:9]
     n = w.dim() - 2
+    # Other layouts follow backend-dependent memory-format rules: leave them to the kernel.
+    if not (x.is_contiguous() and w.is_contiguous()):
+        return FALLBACK
     if x.dim() != n + 2 or n < 1 or len(stride) != n or len(padding) != n or len(dilation) != n:
         return FALLBACK
     k = w.shape[2:]
@@ -49,10 +52,7 @@ def _conv(args: tuple, kwargs: dict) -> Any:
         ]
     if any(o <= 0 for o in spatial) or (bias is not None and tuple(bias.shape) != (cout,)):
         return FALLBACK  # the kernel raises the real error
-    shape = (x.shape[0], cout, *spatial)
-    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-        return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
-    return torch.empty(shape, dtype=x.dtype, device=x.device)
+    return torch.empty((x.shape[0], cout, *spatial), dtype=x.dtype, device=x.device)
 
 
 def _binary_(args: tuple, kwargs: dict) -> Any:

@@ -14,6 +14,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     bench = sub.add_parser("bench", help="time the algorithms over a grid and draw the crossover plot")
     bench.add_argument("--grid", default="small", help="small (a few minutes), full (tens of minutes) or tiny")
     bench.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds per configuration")
+    bench.add_argument(
+        "--clock", default="wall", help="wall, or cpu (process CPU time: robust on a shared machine, CPU only)"
+    )
     bench.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     bench.add_argument("--out", default=None, help="CSV of every timed row")
     bench.add_argument("--plot", default=None, help="PNG of which algorithm wins where")
@@ -35,14 +38,24 @@ def run(args: argparse.Namespace) -> int:
 
     if args.rounds < 1:
         raise ValueError(f"--rounds must be at least 1, got {args.rounds}")
+    threads_before = torch.get_num_threads()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    try:
+        return _bench(args, bench)
+    finally:
+        torch.set_num_threads(threads_before)  # callers in the same process keep their setting
+
+
+def _bench(args: argparse.Namespace, bench) -> int:  # noqa: ANN001 (the bench module)
     configs = bench.grid(args.grid)
     env = bench.environment()
     print(f"torch {env['torch']}, {env['threads']} threads, {env['machine']}, python {env['python']}")
     print(bench.__doc__.split("\n\n")[1].replace("\n", " "))
-    print(f"{len(configs)} configurations x {args.rounds} interleaved rounds (median, float32, CPU)")
-    rows = bench.bench(configs, rounds=args.rounds, progress=print)
+    print(
+        f"{len(configs)} configurations x {args.rounds} interleaved rounds (median, float32, CPU), clock: {args.clock}"
+    )
+    rows = bench.bench(configs, rounds=args.rounds, progress=print, clock=args.clock)
     print("\nFindings:")
     for line in bench.findings(rows):
         print(line)

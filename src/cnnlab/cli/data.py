@@ -101,6 +101,9 @@ def _save_png(img, out: Path) -> None:  # noqa: ANN001
             img.save(f, format="PNG")
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a picture the user keeps gets normal permissions
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
@@ -131,7 +134,6 @@ def show(args: argparse.Namespace) -> int:
 
 
 def info(args: argparse.Namespace) -> int:
-    from cnnlab import data
     from cnnlab.errors import CnnlabError
 
     rows = {}

@@ -1,8 +1,8 @@
 """The convolution lab: direct (the oracle), im2col, FFT and Winograd, each with F.conv2d's signature.
 
-    from cnnlab import convlab
-    y = convlab.conv2d_winograd(x, w, padding=1, tile=4)
-    n = convlab.use_algorithm(model, "winograd4")   # swap every eligible nn.Conv2d in place
+from cnnlab import convlab
+y = convlab.conv2d_winograd(x, w, padding=1, tile=4)
+n = convlab.use_algorithm(model, "winograd4")   # swap every eligible nn.Conv2d in place
 """
 
 from cnnlab.convlab._common import ConvArgumentError

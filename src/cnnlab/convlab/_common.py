@@ -95,9 +95,7 @@ def geometry(
     if len(input_shape) == 3:
         input_shape = (1, *input_shape)
     if len(input_shape) != 4:
-        raise ConvArgumentError(
-            f"input must be 4-D (N, C, H, W) or unbatched 3-D (C, H, W), got shape {input_shape}"
-        )
+        raise ConvArgumentError(f"input must be 4-D (N, C, H, W) or unbatched 3-D (C, H, W), got shape {input_shape}")
     if len(weight_shape) != 4:
         raise ConvArgumentError(f"weight must be 4-D (C_out, C_in/groups, kH, kW), got shape {weight_shape}")
     n, c_in, h, w = input_shape
@@ -185,9 +183,7 @@ def batched(input: torch.Tensor) -> tuple[torch.Tensor, bool]:
     return input, False
 
 
-def finish(
-    out: torch.Tensor, bias: torch.Tensor | None, input: torch.Tensor, unbatched: bool
-) -> torch.Tensor:
+def finish(out: torch.Tensor, bias: torch.Tensor | None, input: torch.Tensor, unbatched: bool) -> torch.Tensor:
     """Add bias, restore the unbatched shape, and return channels-last output for channels-last input,
     as F.conv2d does, so a swapped-in algorithm does not change the memory format a network sees."""
     if bias is not None:

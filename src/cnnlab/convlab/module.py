@@ -12,7 +12,7 @@ from cnnlab.convlab._common import ConvArgumentError, IntOrPair, Padding
 from cnnlab.convlab.direct import conv2d_direct
 from cnnlab.convlab.fft import conv2d_fft
 from cnnlab.convlab.im2col import conv2d_im2col
-from cnnlab.convlab.winograd import R, TILES, conv2d_winograd
+from cnnlab.convlab.winograd import TILES, R, conv2d_winograd
 from cnnlab.errors import UnknownNameError
 
 # "torch" is F.conv2d itself (oneDNN on CPU, cuDNN on CUDA): the baseline and the way back.

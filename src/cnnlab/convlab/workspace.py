@@ -1,6 +1,6 @@
 """Workspace: the intermediate buffers each algorithm materialises, from a formula, and a guard.
 
-`workspace_bytes` predicts, per algorithm, the bytes of the named buffers the implementation creates
+`workspace_bytes` predicts, per algorithm, the bytes of the named buffers the implementation holds at once
 (padded input, columns, spectra, Winograd's V/U/M, ...); inputs, weights and the returned output are not
 counted, nor are short-lived temporaries inside single torch ops. Every implementation calls `record` on
 each such buffer, so `capture()` lets a test compare the formula with the real tensors' bytes.
@@ -48,8 +48,10 @@ def _formula(algorithm: str, g: ConvGeometry, dtype: torch.dtype) -> int:
         acc = _elem_bytes(_half_to_float(dtype))
         return padded * e + n * k * ho * wo * acc
     if algorithm == "im2col":
-        explicit_pad = padded if g.symmetric_pad is None else 0  # unfold pads symmetric padding itself
-        return (explicit_pad + n * c * g.kh * g.kw * ho * wo) * e
+        from cnnlab.convlab.im2col import samples_per_chunk
+
+        per_sample = c * g.kh * g.kw * ho * wo * e
+        return padded * e + samples_per_chunk(per_sample, n) * per_sample
     if algorithm == "fft":
         ce = _elem_bytes(_half_to_float(dtype))
         upcast = (n * c * g.h * g.w + k * cg * g.kh * g.kw) * ce if ce != e else 0
@@ -132,6 +134,14 @@ def record(name: str, tensor: torch.Tensor) -> None:
     """Debug hook: note a buffer an implementation created (no cost unless `capture()` is active)."""
     if _captures:
         _captures[-1].append((name, tensor.numel() * tensor.element_size()))
+
+
+def peak_bytes(records: list[tuple[str, int]]) -> int:
+    """Bytes live at once: a name recorded several times (im2col's per-chunk columns) is one reused buffer."""
+    largest: dict[str, int] = {}
+    for name, nbytes in records:
+        largest[name] = max(largest.get(name, 0), nbytes)
+    return sum(largest.values())
 
 
 @contextlib.contextmanager

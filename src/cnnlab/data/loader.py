@@ -98,7 +98,7 @@ class Loader:
         for s in range(0, len(shard), self.batch_size):
             idx = shard[s : s + self.batch_size]
             # index_select on rows copies whole images (memcpy); x[idx] would gather element by element.
-            xb = self.ds.x.view(len(self.ds), -1).index_select(0, idx).view(-1, *self.ds.x.shape[1:])
+            xb = self.ds.x.reshape(len(self.ds), -1).index_select(0, idx).view(-1, *self.ds.x.shape[1:])
             yb = self.ds.y.index_select(0, idx)
             if self.device.type != "cpu":
                 if pin:

@@ -1,10 +1,10 @@
 """Dataset spec strings, the same in the API and the CLI.
 
-    shapes[:key=value,...]      the embedded procedural set (keys: size, train, test, difficulty, seed, classes)
-    npz:PATH                    uint8 x_train/y_train/x_test/y_test, NHWC (or NHW for gray)
-    folder:PATH                 ImageFolder layout: PATH/[train|val|test/]class/*.png|jpg|...
-    cifar10:PATH, cifar100:PATH the official python-version pickles or binary-version .bin files
-    mnist:PATH                  IDX files, raw or .gz (MNIST, Fashion-MNIST, KMNIST)
+shapes[:key=value,...]      the embedded procedural set (keys: size, train, test, difficulty, seed, classes)
+npz:PATH                    uint8 x_train/y_train/x_test/y_test, NHWC (or NHW for gray)
+folder:PATH                 ImageFolder layout: PATH/[train|val|test/]class/*.png|jpg|...
+cifar10:PATH, cifar100:PATH the official python-version pickles or binary-version .bin files
+mnist:PATH                  IDX files, raw or .gz (MNIST, Fashion-MNIST, KMNIST)
 """
 
 from __future__ import annotations

@@ -118,7 +118,8 @@ def _linear(in_features: int, out_features: int) -> nn.Linear:
     Built uninitialised first: fc6 has up to 10^8 weights, and drawing them twice (PyTorch's default init, then
     ours) doubles the cost of building the model.
     """
-    layer = nn.utils.skip_init(nn.Linear, in_features, out_features, device=torch.get_default_device())
+    device = torch.empty(0).device  # the default device, honouring `with torch.device(...)` (meta in model_info)
+    layer = nn.utils.skip_init(nn.Linear, in_features, out_features, device=device)
     nn.init.normal_(layer.weight, 0.0, 0.01)
     nn.init.zeros_(layer.bias)
     return layer

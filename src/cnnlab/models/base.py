@@ -92,13 +92,18 @@ class Published:
     source: str = ""
 
 
+KeyRules = tuple[tuple[str, str], ...]
+
+
 @dataclass(frozen=True)
 class Family:
     """One architecture family: the paper, its table of variants, and how to build them.
 
     `build(spec, num_classes, in_chans)` returns a ClassifierNet. `torchvision` maps cnnlab variant names to
     torchvision's builder names; `torchvision_keys` (and `timm_keys`) are ordered (regex, replacement) rules that
-    rename a foreign state_dict key into cnnlab's (applied with re.sub, first matching rule wins).
+    rename a foreign state_dict key into cnnlab's (applied with re.sub, first matching rule wins); where the
+    numbering depends on the variant (torchvision's flat VGG `features` list), they are a function of the built
+    model instead.
     """
 
     name: str
@@ -110,9 +115,9 @@ class Family:
     published: dict[str, Published] = field(default_factory=dict)
     deviations: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per variant; "*" for all
     torchvision: dict[str, str] = field(default_factory=dict)
-    torchvision_keys: tuple[tuple[str, str], ...] = ()
+    torchvision_keys: KeyRules | Callable[[ClassifierNet], KeyRules] = ()
     timm: dict[str, str] = field(default_factory=dict)
-    timm_keys: tuple[tuple[str, str], ...] = ()
+    timm_keys: KeyRules | Callable[[ClassifierNet], KeyRules] = ()
     default_num_classes: Callable[[str, Any], int] = lambda name, spec: 1000
 
 

@@ -144,4 +144,6 @@ FAMILY = Family(
     },
     torchvision={n: n for n in SPECS},
     torchvision_keys=_tv_rules(),
+    timm={n: n for n in SPECS},
+    timm_keys=_tv_rules(),  # timm keeps torchvision's names (its norm5 is a BN with the ReLU inside)
 )

@@ -151,6 +151,8 @@ class GoogLeNet(AuxClassifierNet):
         self.aux_taps = {}
         if spec.aux_logits:
             for k, tap in enumerate(spec.aux_taps, start=1):
+                if tap not in tap_channels:
+                    raise ValueError(f"aux tap '{tap}' names no module (modules: {', '.join(tap_channels)})")
                 path, tap_ch = tap_channels[tap]
                 if spec.aux_pool == "paper":
                     # DEVIATION: the adaptive pool after the paper's 5x5/3 is the identity at 224 (4x4 already)

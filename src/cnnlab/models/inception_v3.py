@@ -80,7 +80,7 @@ class InceptionV3(AuxClassifierNet):
         self.stem = nn.Sequential(stem)
 
         ch, stride = 192, 8
-        stages, infos, tap_ch = [], [], 0
+        stages, infos, tap, tap_ch = [], [], "", 0
         for i, rows in enumerate(spec.modules):
             blocks: OrderedDict[str, nn.Module] = OrderedDict()
             for j, (name, kind, arg) in enumerate(rows):
@@ -101,6 +101,8 @@ class InceptionV3(AuxClassifierNet):
         self.aux_heads = nn.ModuleDict()
         self.aux_taps = {}
         if spec.aux_logits:
+            if not tap:
+                raise ValueError(f"aux_tap '{spec.aux_tap}' names no block (blocks: 5b-5d, 6a-6e, 7a-7c)")
             self.aux_heads["aux1"] = InceptionV3Aux(tap_ch, num_classes, conv)
             self.aux_taps["aux1"] = tap
         # The main path reaches the head from 75 px (torchvision's min_size). The aux head's 5x5/3 pool and

@@ -150,9 +150,7 @@ FAMILY = Family(
         "inception_resnet_v2": Published(params=55_843_464, source="REFERENCES.md §2; timm inception_resnet_v2"),
     },
     deviations={
-        "inception_v4": (
-            "1x7 / 7x1 order and Inception-C's 3x1-then-1x3 as in the released model, not Figs. 3, 5, 6",
-        ),
+        "inception_v4": ("1x7 / 7x1 order and Inception-C's 3x1-then-1x3 as in the released model, not Figs. 3, 5, 6",),
         "inception_resnet_v2": (
             "Inception-v3-style stem + Mixed_5b (320 channels) as released, not the Fig. 3 stem",
             "320 / 1088 / 2080 channels as released, not the figures' 384 / 1154 / 2048",

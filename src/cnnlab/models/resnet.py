@@ -8,11 +8,11 @@ Fig. 4(e). Xie et al. 2017, ResNeXt (arXiv:1611.05431), Table 1. Zagoruyko & Kom
 (arXiv:1709.01507), Table 1.
 
 Layout: `stem` (imagenet: 7x7/2 conv-BN-ReLU, 3x3/2 max-pool; cifar: 3x3 conv-BN-ReLU), `stages` = the
-paper's conv2_x..conv5_x (conv{1,2,3}_x on CIFAR; torchvision's layer1..layer4), `head` = global average
-pool + FC. Pre-activation nets end with BN-ReLU (Fig. 4e: the last unit's sum is never normalised
-otherwise); it is placed at the end of the last stage, as children `bn` and `relu`, so that `features(x)`
-returns the activated map, the head stays the family-wide PoolLinearHead, and the last stage's declared
-output is what a detector or fine-tuner should read.
+paper's conv2_x..conv5_x (on CIFAR the three stacks on 32/16/8 maps; torchvision's layer1..layer4), `head` =
+global average pool + FC. Pre-activation nets end with BN-ReLU (Fig. 4e: the last unit's sum is never
+normalised otherwise); it is placed at the end of the last stage, as children `bn` and `relu`, so that
+`features(x)` returns the activated map, the head stays the family-wide PoolLinearHead, and the last stage's
+declared output is what a detector or fine-tuner should read.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ def _cifar(block: str, n: int, **kw) -> ResNetSpec:
 
 
 _PLAIN = {"shortcut": "none"}
+# DEVIATION: pre-act stems are a bare conv (timm resnetv2); the authors' Torch code adds BN-ReLU (stem_norm=True).
 _PRE = {"preact": True, "stem_norm": False}
 
 SPECS: dict[str, ResNetSpec] = {
@@ -98,6 +99,7 @@ SPECS: dict[str, ResNetSpec] = {
     "resnext101_32x8d": ResNetSpec("bottleneck", (3, 4, 23, 3), groups=32, width_per_group=8),
     "resnext101_64x4d": ResNetSpec("bottleneck", (3, 4, 23, 3), groups=64, width_per_group=4),
     # Zagoruyko & Komodakis 2016, ImageNet form: the bottleneck's inner width doubled
+    # DEVIATION: torchvision's WRN-50-2 / 101-2, not the paper's CIFAR WRN-d-k built from basic blocks
     "wide_resnet50_2": ResNetSpec("bottleneck", (3, 4, 6, 3), width_per_group=128),
     "wide_resnet101_2": ResNetSpec("bottleneck", (3, 4, 23, 3), width_per_group=128),
     # Hu et al. 2018, Table 1 (r = 16)
@@ -266,6 +268,11 @@ PUBLISHED: dict[str, Published] = {
         )
         for d, p in _CIFAR_PARAMS.items()
     },
+    **{
+        f"plain{d}": Published(p, None, None, f"= resnet{d} (REFERENCES.md §2): option A shortcuts have no parameters")
+        for d, p in _CIFAR_PARAMS.items()
+        if d != 1202
+    },
     "preact_resnet50": Published(
         25_549_352, None, None, "timm resnetv2_50 (REFERENCES.md §2); stem conv without BN, as built here"
     ),
@@ -284,20 +291,23 @@ _PREACT_STEM_CIFAR = "stem is a bare 3x3 conv (the first unit's BN-ReLU follows 
 DEVIATIONS: dict[str, tuple[str, ...]] = {}
 for _n, _s in SPECS.items():
     _d: list[str] = []
-    if _s.block == "bottleneck" and _s.stride_on == "3x3" and not _s.preact:
+    # ResNeXt (Sec. 4, "stride-2 convolutions in the 3x3 layer") and the ImageNet WRN / pre-act models (built
+    # on fb.resnet.torch) already stride on the 3x3: only the original ResNets deviate by doing so.
+    if _n.startswith("resnet") and _s.block == "bottleneck" and _s.stride_on == "3x3":
         _d.append(_V15)
     if _s.preact:
         _d.append(_PREACT_STEM if _s.stem == "imagenet" else _PREACT_STEM_CIFAR)
-        _d.append("projection shortcuts read the unit's BN-ReLU output and have no BN (authors' code)")
-        if _s.block == "bottleneck" and _s.stem == "imagenet":
-            _d.append("stride on the 3x3 conv (as timm's resnetv2)")
+        _d.append(
+            "projection shortcuts read the unit's BN-ReLU output and have no BN (authors' code; Fig. 4 "
+            "does not show projections)"
+        )
     if _n.startswith("wide_"):
         _d.append(
             "torchvision's ImageNet WRN: a ResNet-50/101 bottleneck with doubled inner width, not the "
             "paper's CIFAR WRN-d-k of basic blocks"
         )
     if _n.startswith("se_"):
-        _d.append("SE FCs are 1x1 convs with biases (Caffe/timm layout); stride on the 3x3 conv")
+        _d.append("downsampling stride on the bottleneck's 3x3 conv (timm's seresnet layout)")
     if _d:
         DEVIATIONS[_n] = tuple(_d)
 

@@ -18,7 +18,10 @@ from cnnlab.nn.conv import ConvBNAct
 from cnnlab.nn.inception import Branches
 
 
-def conv(in_ch: int, out_ch: int, kernel_size: int | tuple[int, int], stride: int = 1, valid: bool = False):
+def conv(
+    in_ch: int, out_ch: int, kernel_size: int | tuple[int, int], stride: int = 1, valid: bool = False
+) -> ConvBNAct:
+    """Conv-BN(eps 1e-3)-ReLU, "same" padding unless `valid` (the figures' "V")."""
     return ConvBNAct(in_ch, out_ch, kernel_size, stride, padding=0 if valid else None, bn_eps=1e-3)
 
 

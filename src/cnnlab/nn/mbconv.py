@@ -41,6 +41,8 @@ def stochastic_depth(x: torch.Tensor, p: float, training: bool = True) -> torch.
 
 
 class StochasticDepth(nn.Module):
+    """`stochastic_depth` as a module: active in training mode only, the identity in eval mode."""
+
     def __init__(self, p: float):
         super().__init__()
         if not 0.0 <= p <= 1.0:

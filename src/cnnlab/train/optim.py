@@ -74,6 +74,10 @@ def build_optimizer(
     return torch.optim.RMSprop(groups, lr=recipe.lr, alpha=recipe.alpha, eps=recipe.eps, momentum=recipe.momentum)
 
 
+def _cos_anneal(start: float, end: float, pct: float) -> float:
+    return end + (start - end) / 2 * (math.cos(math.pi * pct) + 1)
+
+
 class LRSchedule:
     """lr(step) = recipe.lr * group multiplier * factor(step).
 
@@ -99,12 +103,13 @@ class LRSchedule:
     def factor(self, step: int) -> float:
         r = self.r
         if r.schedule == "onecycle":
-            rise = max(1, round(r.onecycle_pct * self.total_steps))
-            lo, hi, end = 1.0 / r.onecycle_div, 1.0, 1.0 / (r.onecycle_div * r.onecycle_final_div)
-            if step < rise:
-                return hi + (lo - hi) * (1 + math.cos(math.pi * step / rise)) / 2
-            t = min(1.0, (step - rise) / max(1, self.total_steps - rise))
-            return end + (hi - end) * (1 + math.cos(math.pi * t)) / 2
+            # Phase boundaries as in torch.optim.lr_scheduler.OneCycleLR (the test's oracle).
+            rise_end = max(1.0, r.onecycle_pct * self.total_steps - 1)
+            fall_end = max(rise_end + 1, self.total_steps - 1)
+            lo, end = 1.0 / r.onecycle_div, 1.0 / (r.onecycle_div * r.onecycle_final_div)
+            if step <= rise_end:
+                return _cos_anneal(lo, 1.0, step / rise_end)
+            return _cos_anneal(1.0, end, min(1.0, (step - rise_end) / (fall_end - rise_end)))
         if step < self.warmup_steps:
             return r.warmup_start + (1 - r.warmup_start) * step / self.warmup_steps
         if r.schedule == "constant":

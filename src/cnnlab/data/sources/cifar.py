@@ -55,7 +55,9 @@ class SafeUnpickler(pickle.Unpickler):
         try:
             return _ALLOWED[(module, name)]
         except KeyError:
-            raise CnnlabError(f"cifar: refusing to unpickle '{module}.{name}' (only numpy arrays are allowed)") from None
+            raise CnnlabError(
+                f"cifar: refusing to unpickle '{module}.{name}' (only numpy arrays are allowed)"
+            ) from None
 
 
 def safe_load(path: Path) -> object:

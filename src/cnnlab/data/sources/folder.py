@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,7 +40,8 @@ def _class_dirs(root: Path) -> list[Path]:
 
 def _files(d: Path) -> list[Path]:
     # Recursive, like torchvision's ImageFolder; hidden files (.DS_Store, ._x) are not images.
-    return sorted(p for p in d.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.parts[-1:]))
+    found = (p for p in d.rglob("*") if p.is_file())
+    return sorted(p for p in found if not any(s.startswith(".") for s in p.relative_to(d).parts))
 
 
 def _test_by_hash(rel: str) -> bool:
@@ -73,7 +73,7 @@ def list_folder(root: Path) -> Listing:
                 else:
                     rel = p.relative_to(root).as_posix()
                     splits["test" if _test_by_hash(rel) else "train"].append((p, index[d.name]))
-    return Listing(classes, {s: v for s, v in splits.items() if v or s != "val"})
+    return Listing(classes, {s: v for s, v in splits.items() if v or s == "train"})
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -93,25 +93,31 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img
 
 
+def _check_bomb(img: Image.Image) -> None:
+    # PIL raises past twice MAX_IMAGE_PIXELS but only warns past it; a warning would let the bomb through, and
+    # turning warnings into errors with warnings.catch_warnings is not thread-safe, so check the count here.
+    limit = Image.MAX_IMAGE_PIXELS
+    w, h = img.size
+    if limit and w * h > limit:
+        raise Image.DecompressionBombError(f"Image size ({w * h} pixels) exceeds limit of {limit} pixels")
+
+
 def header_size(path: Path) -> tuple[int, int]:
     """(width, height) from the header only; raises on non-images and decompression bombs."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path) as img:
-            return img.size
+    with Image.open(path) as img:
+        _check_bomb(img)
+        return img.size
 
 
 def decode(path: Path, size: int) -> np.ndarray:
     """One image as uint8 (3, size, size): shorter side to `size`, centre crop. Raises on bad files."""
-    with warnings.catch_warnings():
-        # A decompression bomb is an error, not a warning that lets it through.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path) as img:
-            if img.format == "JPEG":
-                # Decode at a reduced DCT scale when the image is much larger than `size` (both sides stay >= size).
-                img.draft("RGB", (size, size))
-            img.load()
-            img = _to_rgb(img)
+    with Image.open(path) as img:
+        _check_bomb(img)
+        if img.format == "JPEG":
+            # Decode at a reduced DCT scale when the image is much larger than `size` (both sides stay >= size).
+            img.draft("RGB", (size, size))
+        img.load()
+        img = _to_rgb(img)
     w2, h2 = img.size
     side = min(w2, h2)
     left, top = (w2 - side) / 2, (h2 - side) / 2

@@ -1,0 +1,42 @@
+"""`cnnlab compare NAME... [--input 3x224x224] [--plot FILE.png]`: params, MACs and published top-1, and the
+lecture's bubble chart."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cnnlab.errors import CnnlabError
+
+HELP = "compare models: params, GMACs, published top-1; optional bubble chart (Canziani et al. 2016)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("names", nargs="+", help="zoo names or fnmatch patterns ('resnet*')")
+    p.add_argument("--input", default=None, help="CxHxW for every model (default: each model's own)")
+    p.add_argument("--plot", type=Path, default=None, help="write the bubble chart to this .png")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnlab.analysis.compare import compare, plot_bubbles, to_text
+    from cnnlab.cli.analyze import parse_input
+    from cnnlab.errors import UnknownNameError
+    from cnnlab.registry import list_models
+
+    names: list[str] = []
+    for pattern in args.names:
+        found = list_models(pattern) if any(ch in pattern for ch in "*?[") else [pattern]
+        if not found:
+            raise UnknownNameError("model pattern", pattern, list_models())
+        names += [n for n in found if n not in names]
+    if args.plot is not None and not args.plot.parent.resolve().is_dir():
+        raise CnnlabError(f"--plot: directory {args.plot.parent} does not exist")
+    size = parse_input(args.input) if args.input is not None else None
+    entries = compare(names, size)
+    print(to_text(entries), end="")
+    if args.plot is not None:
+        skipped = plot_bubbles(entries, args.plot)
+        print(f"chart written to {args.plot}")
+        if skipped:
+            print(f"left out of the chart (no published top-1): {', '.join(skipped)}")
+    return 0

@@ -1,0 +1,111 @@
+"""REFERENCES.md §4: receptive fields on the graph (Araujo et al., Distill 2019)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab.analysis import analyze
+from tests.analysis.conftest import tv_model
+
+
+@pytest.mark.parametrize(
+    ("name", "rf"),
+    [
+        ("alexnet", 195),
+        ("vgg16", 212),
+        ("resnet18", 435),
+        ("resnet50", 427),
+        ("mobilenet_v2", 491),
+        ("densenet121", 2071),
+        pytest.param("resnet101", 971, marks=pytest.mark.slow),
+        pytest.param("resnet152", 1451, marks=pytest.mark.slow),
+    ],
+)
+def test_torchvision_receptive_fields(name, rf):
+    rep = analyze(tv_model(name))
+    assert rep.receptive_field == rf
+    assert not rep.warnings  # these networks' branches are aligned
+
+
+def test_alexnet_per_layer_fields():
+    rows = {r.name: r for r in analyze(tv_model("alexnet")).rows}
+    assert rows["features.0"].receptive_field == 11 and rows["features.0"].jump == 4
+    assert rows["features.2"].receptive_field == 19 and rows["features.2"].jump == 8
+    assert rows["features.12"].receptive_field == 195 and rows["features.12"].jump == 32
+    assert rows["classifier.1"].receptive_field is None  # not a spatial map
+
+
+def test_vgg16_conv5_3():
+    rows = analyze(tv_model("vgg16")).rows
+    convs = [r for r in rows if r.kind == "Conv2d"]
+    assert convs[-1].receptive_field == 196  # conv5_3
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 7])
+def test_stacked_3x3_convs_see_2n_plus_1(n):
+    model = nn.Sequential(*[nn.Conv2d(4, 4, 3, padding=1) for _ in range(n)])
+    assert analyze(model, (4, 32, 32)).receptive_field == 2 * n + 1
+
+
+class _TwoBranches(nn.Module):
+    def __init__(self, pad_b: int):
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 3, padding=1)
+        self.b = nn.Conv2d(3, 8, 5, padding=pad_b)
+
+    def forward(self, x):
+        return self.a(x) + self.b(x)
+
+
+def test_add_takes_the_max_over_branches():
+    rep = analyze(_TwoBranches(pad_b=2), (3, 16, 16))
+    assert rep.receptive_field == 5 and not rep.warnings
+
+
+def test_misaligned_branches_warn():
+    # 5x5 with padding 1 shrinks the map by 2: cropped to match, its centres are shifted by one pixel.
+    class Crop(_TwoBranches):
+        def forward(self, x):
+            return self.a(x)[..., 1:-1, 1:-1] + self.b(x)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rep = analyze(Crop(pad_b=1), (3, 16, 16))
+    assert rep.warnings and "misaligned" in rep.warnings[0]
+    assert any("misaligned" in str(w.message) for w in caught)
+
+
+def test_dilation_and_transposed_conv():
+    dil = nn.Conv2d(1, 1, 3, dilation=2)
+    assert analyze(dil, (1, 16, 16)).receptive_field == 5
+    up = nn.Sequential(nn.Conv2d(1, 1, 3, stride=2, padding=1), nn.ConvTranspose2d(1, 1, 2, stride=2))
+    rep = analyze(up, (1, 16, 16))
+    assert rep.rows[-1].jump == 1  # back to input resolution
+    assert rep.receptive_field == 4  # 3 px, then a 2x2 up-conv adds half a step of the coarse grid
+
+
+def test_global_context_is_flagged_not_counted():
+    class SE(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.gate = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(8, 8, 1), nn.Sigmoid())
+
+        def forward(self, x):
+            y = self.conv(x)
+            return y * self.gate(y)
+
+    rep = analyze(SE(), (3, 16, 16))
+    assert rep.receptive_field == 3 and rep.global_context
+
+
+def test_functional_pooling_and_1d():
+    class F1(nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.max_pool1d(torch.nn.functional.conv1d(x, torch.ones(2, 2, 3)), 2)
+
+    assert analyze(F1(), (2, 32)).receptive_field == 4

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cnnlab import data
+from cnnlab.errors import CnnlabError
+
+SPEC = "shapes:train=230,test=50,size=16"
+
+
+@pytest.fixture
+def ds() -> data.Dataset:
+    return data.load(SPEC, val_fraction=0)
+
+
+def test_batches(ds: data.Dataset) -> None:
+    loader = data.Loader(ds, batch_size=64, augment="flip,crop:2", seed=0)
+    assert len(loader) == 4
+    batches = list(loader)
+    assert [len(y) for _, y in batches] == [64, 64, 64, 38]
+    x, y = batches[0]
+    assert x.dtype == torch.float32 and x.shape == (64, 3, 16, 16) and y.dtype == torch.int64
+    assert len(data.Loader(ds, batch_size=64, drop_last=True)) == 3
+
+
+def test_no_augment_is_normalized_dataset_in_order(ds: data.Dataset) -> None:
+    loader = data.Loader(ds, batch_size=100, augment="none", shuffle=False)
+    x = torch.cat([xb for xb, _ in loader])
+    y = torch.cat([yb for _, yb in loader])
+    mean = torch.tensor(ds.mean).view(1, 3, 1, 1)
+    std = torch.tensor(ds.std).view(1, 3, 1, 1)
+    assert torch.allclose(x, (ds.x.float() / 255 - mean) / std, atol=1e-5) and torch.equal(y, ds.y)
+    # normalized with the training split's own statistics: mean 0, std 1 per channel
+    assert x.mean((0, 2, 3)).abs().max() < 1e-4 and (x.std((0, 2, 3)) - 1).abs().max() < 1e-3
+
+
+def _epoch_indices(loader: data.Loader) -> list[int]:
+    return loader.indices().tolist()
+
+
+@pytest.mark.parametrize(("world", "drop_last"), [(1, False), (2, False), (3, False), (4, True), (7, False)])
+def test_shards_are_disjoint_and_cover_the_epoch(ds: data.Dataset, world: int, drop_last: bool) -> None:
+    shards = []
+    for rank in range(world):
+        loader = data.Loader(ds, batch_size=16, seed=3, rank=rank, world_size=world, drop_last=drop_last)
+        loader.set_epoch(5)
+        idx = _epoch_indices(loader)
+        seen = torch.cat([y for _, y in loader])
+        assert torch.equal(seen, ds.y[idx])  # the batches are exactly these samples, in this order
+        shards.append(set(idx))
+        assert len(idx) == len(set(idx))
+    for a in range(world):
+        for b in range(a + 1, world):
+            assert not shards[a] & shards[b]
+    union = set().union(*shards)
+    if drop_last:
+        lens = {len(s) for s in shards}
+        assert len(lens) == 1 and len(union) >= len(ds) - world * 16
+    else:
+        assert union == set(range(len(ds)))
+
+
+def test_deterministic_given_seed_and_epoch(ds: data.Dataset) -> None:
+    def run(seed: int, epoch: int) -> torch.Tensor:
+        loader = data.Loader(ds, batch_size=50, augment="flip,crop:2,cutout:4", seed=seed)
+        loader.set_epoch(epoch)
+        return torch.cat([x for x, _ in loader])
+
+    a = run(0, 1)
+    assert torch.equal(a, run(0, 1))
+    assert not torch.equal(a, run(0, 2)) and not torch.equal(a, run(1, 1))
+    loader = data.Loader(ds, batch_size=50, seed=0)
+    first = _epoch_indices(loader)
+    list(loader)  # a full pass advances the epoch
+    assert loader.epoch == 1 and _epoch_indices(loader) != first
+    loader.set_epoch(0)
+    assert _epoch_indices(loader) == first
+
+
+def test_loader_on_shared_cifar(shared_data, shared_cache) -> None:  # noqa: ANN001
+    ds = data.load(f"npz:{shared_data / 'cifar10.npz'}", split="test", cache_dir=shared_cache)
+    loader = data.Loader(ds, batch_size=512, augment="cifar", seed=0)
+    x, y = next(iter(loader))
+    assert x.shape == (512, 3, 32, 32) and len(loader) == 20
+    assert abs(float(x.mean())) < 0.3  # normalized by the training statistics
+
+
+def test_bad_arguments(ds: data.Dataset) -> None:
+    with pytest.raises(CnnlabError, match="rank"):
+        data.Loader(ds, rank=2, world_size=2)
+    with pytest.raises(CnnlabError, match="batch_size"):
+        data.Loader(ds, batch_size=0)
