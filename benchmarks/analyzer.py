@@ -36,7 +36,9 @@ def _times(fn, runs: int) -> list[float]:
 
 
 def _fmt(ts: list[float]) -> str:
-    return f"median {statistics.median(ts) * 1e3:8.1f} ms  (min {min(ts) * 1e3:.1f}, max {max(ts) * 1e3:.1f}, n={len(ts)})"
+    return (
+        f"median {statistics.median(ts) * 1e3:8.1f} ms  (min {min(ts) * 1e3:.1f}, max {max(ts) * 1e3:.1f}, n={len(ts)})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

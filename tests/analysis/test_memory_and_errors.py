@@ -113,8 +113,10 @@ def test_bad_arguments():
 
 
 def test_total_macs_for_the_models_table():
-    assert total_macs("lenet5") == analyze("lenet5").total_macs == 6 * 28 * 28 * 25 + 16 * 10 * 10 * 150 + (
-        400 * 120 + 120 * 84 + 84 * 10
+    assert (
+        total_macs("lenet5")
+        == analyze("lenet5").total_macs
+        == 6 * 28 * 28 * 25 + 16 * 10 * 10 * 150 + (400 * 120 + 120 * 84 + 84 * 10)
     )
 
 

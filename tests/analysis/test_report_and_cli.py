@@ -76,7 +76,8 @@ def test_text_depth_collapses(rep18):
 
 
 @pytest.mark.parametrize(
-    ("text", "dims"), [("3x224x224", (3, 224, 224)), ("227", (3, 227, 227)), ("1x32x32", (1, 32, 32)), ("64x48", (3, 64, 48))]
+    ("text", "dims"),
+    [("3x224x224", (3, 224, 224)), ("227", (3, 227, 227)), ("1x32x32", (1, 32, 32)), ("64x48", (3, 64, 48))],
 )
 def test_parse_input(text, dims):
     assert parse_input(text, 3) == dims

@@ -37,7 +37,10 @@ CASES = [
     (aten.native_layer_norm.default, (_meta(2, 3, 4, 8), [4, 8], _meta(4, 8), None, 1e-5)),
     (aten.addmm.default, (_meta(5), _meta(3, 4), _meta(4, 5))),
     (aten.addmm.default, (_meta(3, 1), _meta(3, 4), _meta(4, 5))),
-    (aten.convolution.default, (_meta(2, 4, 9, 9), _meta(8, 4, 3, 3), _meta(8), [2, 2], [1, 1], [1, 1], False, [0, 0], 1)),
+    (
+        aten.convolution.default,
+        (_meta(2, 4, 9, 9), _meta(8, 4, 3, 3), _meta(8), [2, 2], [1, 1], [1, 1], False, [0, 0], 1),
+    ),
     (aten.convolution.default, (_meta(2, 4, 9, 9), _meta(8, 2, 3, 3), None, [1, 1], [0, 0], [2, 2], False, [0, 0], 2)),
     (aten.convolution.default, (_meta(2, 4, 7, 7), _meta(4, 3, 4, 4), None, [2, 2], [1, 1], [1, 1], True, [1, 1], 1)),
     (aten.convolution.default, (_meta(2, 4, 11), _meta(6, 4, 3), None, [2], [0], [1], False, [0], 1)),
@@ -62,12 +65,21 @@ def test_formula_matches_the_meta_kernel(op, args):
 @pytest.mark.parametrize(
     ("op", "args"),
     [
-        (aten.convolution.default, (_meta(1, 3, 2, 2), _meta(8, 3, 5, 5), None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)),
-        (aten.convolution.default, (_meta(1, 3, 8, 8), _meta(8, 4, 3, 3), None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)),
+        (
+            aten.convolution.default,
+            (_meta(1, 3, 2, 2), _meta(8, 3, 5, 5), None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1),
+        ),
+        (
+            aten.convolution.default,
+            (_meta(1, 3, 8, 8), _meta(8, 4, 3, 3), None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1),
+        ),
         (aten.addmm.default, (_meta(5), _meta(3, 4), _meta(3, 5))),
         (aten.native_layer_norm.default, (_meta(2, 7, 8), [7], None, None, 1e-5)),
         (aten.add_.Tensor, (_meta(2, 3), _meta(3))),
-        (aten.convolution.default, (_meta(1, 3, 8, 8, cl=True), _meta(8, 3, 3, 3), None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)),
+        (
+            aten.convolution.default,
+            (_meta(1, 3, 8, 8, cl=True), _meta(8, 3, 3, 3), None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1),
+        ),
     ],
 )
 def test_formula_falls_back_where_the_kernel_decides(op, args):

@@ -62,6 +62,14 @@ def test_use_algorithm_swaps_in_place_and_shares_parameters():
     assert all(m.algorithm == "torch" for m in net.modules() if isinstance(m, convlab.Conv2d))
 
 
+def test_use_algorithm_on_a_bare_conv():
+    conv = convlab.Conv2d(4, 4, 3, padding=1)
+    assert convlab.use_algorithm(conv, "winograd6") == 1 and conv.algorithm == "winograd6"
+    assert convlab.use_algorithm(convlab.Conv2d(4, 4, 5), "winograd2") == 0  # 5x5: left alone
+    with pytest.raises(ValueError, match="root nn.Conv2d"):
+        convlab.use_algorithm(nn.Conv2d(4, 4, 3), "im2col")
+
+
 @functools.cache
 def _cifar_batch(n: int = 8, size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     path = SHARED / "data" / "cifar10.npz"

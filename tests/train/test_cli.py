@@ -126,3 +126,19 @@ def test_tta_views_against_explicit_crops():
     assert torch.equal(views[3], big[..., -32:, -32:])  # bottom-right corner
     assert torch.equal(views[9], views[4].flip(3))  # mirrored centre
     assert all(v.shape == x.shape for v in views)
+
+
+def test_nproc_relaunch_keeps_every_option():
+    import argparse
+
+    from cnnlab.cli import train as train_cmd
+
+    p = argparse.ArgumentParser()
+    train_cmd.add_arguments(p)
+    args = p.parse_args(["resnet20", "--data", "shapes", "--recipe", "main", "--set", "lr=0.1", "--epochs", "2",
+                         "--nproc", "2", "--out", "runs/x", "--no-progress"])  # fmt: skip
+    argv = train_cmd._relaunch_argv(args)
+    assert argv[:2] == ["train", "resnet20"] and "--nproc" not in argv
+    again = p.parse_args(argv[1:])
+    for key in ("model", "data", "recipe", "overrides", "epochs", "out", "no_progress"):
+        assert getattr(again, key) == getattr(args, key), key

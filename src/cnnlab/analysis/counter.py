@@ -4,11 +4,11 @@ state: hooks live on the twin, the mode and the saved-tensor hooks are context m
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -317,10 +317,8 @@ class Session:
         if rf is None:
             return
         for o in outs:
-            try:
+            with contextlib.suppress(AttributeError, RuntimeError):  # a tensor subclass with __slots__
                 setattr(o, _RF_ATTR, rf)
-            except (AttributeError, RuntimeError):  # a tensor subclass with __slots__
-                pass
         if isinstance(rf, RField) and outs[0].dim() >= 3:
             self.last_field = rf
 

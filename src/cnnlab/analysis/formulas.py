@@ -3,21 +3,20 @@
 MACs count only the weight multiply-adds of convolution, linear and matmul-family ops, bias excluded: the unit
 of the papers, the EECS 498 tables and torchvision's "GFLOPS" (REFERENCES.md). FLOPs count everything:
 
-| op                                                    | MACs                              | FLOPs                      |
-|-------------------------------------------------------|-----------------------------------|----------------------------|
-| convolution (N, Cin, *in) -> (N, Cout, *out), k, g    | N*Cout*prod(out) * Cin/g*prod(k)  | 2*MACs (+ out elems if bias)|
-| transposed convolution (from the INPUT's size)        | N*Cin*prod(in) * Cout/g*prod(k)   | 2*MACs (+ out elems if bias)|
-| mm (m,k)@(k,n), addmm, mv, dot                        | m*n*k                             | 2*MACs (+ m*n for addmm)   |
-| bmm (b,m,k)@(b,k,n), baddbmm                          | b*m*n*k                           | 2*MACs (+ b*m*n for baddbmm)|
-| scaled-dot-product attention (fused kernels)          | B*H*Lq*Lk*(E + Ev)                | 2*MACs + 5*B*H*Lq*Lk       |
-| batch norm                                            | 0                                 | 4/elem (+2/elem for batch statistics)|
-| layer / group norm                                    | 0                                 | 6/elem (statistics + normalise + affine)|
-| softmax, log-softmax                                  | 0                                 | 5/elem (max, sub, exp, sum, div)|
-| max / avg pooling, window k                           | 0                                 | out elems * prod(k)        |
-| adaptive pooling, reductions (mean, sum, amax, var)   | 0                                 | in elems                   |
-| pointwise ops (activations, add, mul, where, ...)     | 0                                 | 1/out elem                 |
-| bilinear / bicubic upsampling                         | 0                                 | 4 / 16 per out elem        |
-| data movement (views, cat, copy, pad, index, fill)    | 0                                 | 0                          |
+    op                                   MACs                              FLOPs
+    convolution (N,Cin,*in)->(N,Cout,*out) N*Cout*prod(out) * Cin/g*prod(k)  2*MACs (+ out elems with bias)
+    transposed conv (from the INPUT size)  N*Cin*prod(in) * Cout/g*prod(k)   2*MACs (+ out elems with bias)
+    mm (m,k)@(k,n), addmm, mv, dot         m*n*k                             2*MACs (+ m*n for addmm)
+    bmm (b,m,k)@(b,k,n), baddbmm           b*m*n*k                           2*MACs (+ b*m*n for baddbmm)
+    fused scaled-dot-product attention     B*H*Lq*Lk*(E + Ev)                2*MACs + 5*B*H*Lq*Lk
+    batch norm                             0                                 4/elem (+2/elem batch stats)
+    layer / group norm                     0                                 6/elem (stats, normalise, affine)
+    softmax, log-softmax                   0                                 5/elem (max, sub, exp, sum, div)
+    max / avg pooling, window k            0                                 out elems * prod(k)
+    adaptive pooling, mean/sum/amax/var    0                                 in elems
+    pointwise (activations, add, mul, ...) 0                                 1/out elem
+    bilinear / bicubic upsampling          0                                 4 / 16 per out elem
+    data movement (views, cat, copy, pad)  0                                 0
 
 Any other op has no formula: the counter lists it as unsupported instead of counting it as zero.
 """

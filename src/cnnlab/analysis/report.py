@@ -159,7 +159,8 @@ class Report:
             f"activations: {self.total_activation_bytes / mb:,.2f} MB written, "
             f"peak {self.peak_activation_bytes / mb:,.2f} MB live (inference)",
             f"training estimate: {self.training_bytes / mb:,.2f} MB (saved activations "
-            f"{self.saved_activation_bytes / mb:,.2f} + params/buffers {(self.param_bytes + self.buffer_bytes) / mb:,.2f}"
+            f"{self.saved_activation_bytes / mb:,.2f} + params/buffers "
+            f"{(self.param_bytes + self.buffer_bytes) / mb:,.2f}"
             f" + grads {self.grad_bytes / mb:,.2f} + {self.optimizer} state {self.optimizer_state_bytes / mb:,.2f})",
         ]
         if self.receptive_field is not None:

@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_image(path: Path, in_chans: int, size: int):
-    """An image file as a uint8 (1, C, size, size) tensor: resized whole, as the training images were."""
+    """An image file as a uint8 (1, C, size, size) tensor."""
     import numpy as np
     import torch
     from PIL import Image, UnidentifiedImageError
@@ -27,8 +27,13 @@ def load_image(path: Path, in_chans: int, size: int):
         raise CnnlabError(f"image not found: {path}")
     try:
         with Image.open(path) as im:
-            im = im.convert("L" if in_chans == 1 else "RGB").resize((size, size), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
+            im = im.convert("L" if in_chans == 1 else "RGB")
+            # As cnnlab.data prepares training images: shorter side to `size`, then the centre crop.
+            scale = size / min(im.size)
+            w, h = max(size, round(im.width * scale)), max(size, round(im.height * scale))
+            im = im.resize((w, h), Image.BILINEAR)
+            left, top = (w - size) // 2, (h - size) // 2
+            arr = np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
     except (UnidentifiedImageError, OSError) as e:
         raise CnnlabError(f"{path}: not a readable image ({e})") from None
     arr = arr[:, :, None] if arr.ndim == 2 else arr

@@ -369,12 +369,15 @@ def plot_crossover(rows: list[dict], path: str | Path) -> Path:
             ax.plot(*zip(*sorted(pts)), "-o", label=f"{size}x{size}", markersize=3)
     ax.axhline(1.0, color="gray", lw=0.8)
     ax.axhline(1.5, color="gray", lw=0.8, ls=":")
+    chans = sorted({r["c"] for r in rows if r["study"] == "winograd"})
     ax.set(
         xlabel="channels C = K",
         ylabel="im2col time / winograd4 time",
         xscale="log",
         title="Winograd F(4x4,3x3) vs im2col",
     )
+    ax.set_xticks(chans, [str(c) for c in chans])
+    ax.minorticks_off()
     ax.legend(fontsize=7)
     ax = axes[2]
     labels, ratios = [], []

@@ -123,6 +123,16 @@ def use_algorithm(model: nn.Module, algorithm: str) -> int:
     Winograd) keep running as before, so the model stays correct.
     """
     _check_name(algorithm)
+    if type(model) is Conv2d:  # the root itself: nothing to replace, just switch it
+        if unsupported_reason(model, algorithm) is None:
+            model.algorithm = algorithm
+            return 1
+        return 0
+    if type(model) is nn.Conv2d:
+        raise ValueError(
+            "use_algorithm swaps children in place and cannot replace the root nn.Conv2d itself; "
+            "use convlab.Conv2d.from_conv(conv, algorithm)"
+        )
     swapped: dict[int, nn.Module] = {}
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
