@@ -6,7 +6,10 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+import cnnlab
 
 from cnnlab.analysis import analyze
 from tests.analysis.conftest import tv_model
@@ -67,16 +70,48 @@ def test_add_takes_the_max_over_branches():
 
 
 def test_misaligned_branches_warn():
-    # 5x5 with padding 1 shrinks the map by 2: cropped to match, its centres are shifted by one pixel.
-    class Crop(_TwoBranches):
+    # An even kernel centres its field between pixels: half a pixel off the 3x3 branch.
+    class Even(_TwoBranches):
+        def __init__(self):
+            super().__init__(pad_b=0)
+            self.b = nn.Conv2d(3, 8, 2)
+
         def forward(self, x):
-            return self.a(x)[..., 1:-1, 1:-1] + self.b(x)
+            return self.a(x) + self.b(F.pad(x, (0, 1, 0, 1)))
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        rep = analyze(Crop(pad_b=1), (3, 16, 16))
-    assert rep.warnings and "misaligned" in rep.warnings[0]
+        rep = analyze(Even(), (3, 16, 16))
+    assert rep.warnings and "misaligned" in rep.warnings[0] and "''" not in rep.warnings[0]
     assert any("misaligned" in str(w.message) for w in caught)
+
+
+def test_crops_pads_and_strided_slices_keep_branches_aligned():
+    class Aligned(_TwoBranches):
+        def forward(self, x):  # the 5x5 branch without padding, the 3x3 branch cropped to match
+            return self.a(x)[..., 2:-2, 2:-2] + self.b(x)
+
+    rep = analyze(Aligned(pad_b=0), (3, 16, 16))
+    assert rep.receptive_field == 5 and not rep.warnings
+
+    class OptionA(nn.Module):  # He et al. 2015's option-A shortcut: subsample by slicing, zero-pad channels
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(4, 8, 3, stride=2, padding=1)
+
+        def forward(self, x):
+            short = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 2, 2))
+            return self.conv(x) + short
+
+    rep = analyze(OptionA(), (4, 16, 16))
+    assert rep.receptive_field == 3 and rep.jump == 2 and not rep.warnings
+
+
+def test_zoo_models_with_option_a_and_lrn_are_aligned():
+    for name in ("resnet20", "alexnet_paper"):
+        if name not in cnnlab.list_models():
+            continue
+        assert not analyze(name).warnings, name
 
 
 def test_dilation_and_transposed_conv():

@@ -118,7 +118,7 @@ def _flat(args: tuple) -> list[torch.Tensor]:
 class Plan:
     """What to do with one aten overload, decided once per overload (hashing ops is slow in Python)."""
 
-    __slots__ = ("func", "name", "cost", "shape", "window", "reduce", "matmul", "resample")
+    __slots__ = ("func", "name", "cost", "shape", "window", "reduce", "matmul", "resample", "slice", "pad")
 
     def __init__(self, func: torch._ops.OpOverload):
         packet = func.overloadpacket
@@ -130,6 +130,8 @@ class Plan:
         self.reduce = packet in _REDUCE_OPS
         self.matmul = packet in MATMUL_OPS
         self.resample = packet in _RESAMPLE_OPS
+        self.slice = packet is formulas.aten.slice
+        self.pad = packet is formulas.aten.constant_pad_nd
 
 
 _PLANS: dict[int, Plan] = {}
@@ -140,6 +142,27 @@ def plan_for(func: torch._ops.OpOverload) -> Plan:
     if plan is None or plan.func is not func:
         plan = _PLANS[id(func)] = Plan(func)
     return plan
+
+
+def _crop_or_pad(plan: Plan, args: tuple, rf: RField) -> RField:
+    """aten.slice(x, dim, start, end, step) and constant_pad_nd(x, pad) on the trailing (spatial) axes."""
+    x = args[0]
+    n = len(rf.size)
+    first = x.dim() - n  # index of the first tracked axis
+    if plan.slice:
+        dim = (args[1] if len(args) > 1 else 0) % x.dim()
+        if dim < first:
+            return rf
+        begin = args[2] if len(args) > 2 and args[2] is not None else 0
+        begin = max(0, begin + x.shape[dim]) if begin < 0 else min(begin, x.shape[dim])
+        step = args[4] if len(args) > 4 else 1
+        return receptive.shift(rf, dim - first, begin, step)
+    pad = list(args[1])
+    for i in range(len(pad) // 2):  # (left, right) pairs from the last axis backwards
+        axis = n - 1 - i
+        if axis >= 0 and pad[2 * i]:
+            rf = receptive.shift(rf, axis, -pad[2 * i])
+    return rf
 
 
 class Call:
@@ -301,6 +324,8 @@ class Session:
             rf = GLOBAL if any(f is not None for f in fields) else None
         elif plan.matmul and sum(f is not None for f in fields) >= 2:
             rf = GLOBAL  # two activations multiplied together: every position sees every other (attention)
+        elif (plan.slice or plan.pad) and isinstance(fields[0], RField):
+            rf = _crop_or_pad(plan, args, fields[0])
         elif plan.resample and isinstance(fields[0], RField):
             x, o = args[0], formulas._first(out)
             n = x.dim() - 2

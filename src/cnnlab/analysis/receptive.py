@@ -57,6 +57,10 @@ def _axes(rf: RField, n: int) -> RField:
 
 
 def apply_window(rf: RField, w: Window) -> RField:
+    if len(w.kernel) > len(rf.size):
+        # Leading window axes the field does not track are not spatial (LRN pools over channels this way).
+        n = len(rf.size)
+        w = Window(w.kernel[-n:], w.stride[-n:], w.padding[-n:], w.dilation[-n:], w.groups, w.transposed)
     rf = _axes(rf, len(w.kernel))
     size, jump, start = [], [], []
     for r, j, u, k, s, p, d in zip(rf.size, rf.jump, rf.start, w.kernel, w.stride, w.padding, w.dilation):
@@ -70,6 +74,15 @@ def apply_window(rf: RField, w: Window) -> RField:
             size.append(r + span * j)
             jump.append(j * s)
             start.append(u + (span / 2 - p) * j)
+    return RField(tuple(size), tuple(jump), tuple(start))
+
+
+def shift(rf: RField, axis: int, offset: int, step: int = 1) -> RField:
+    """Cropping or padding (`offset` positions dropped at the start; negative when padded) and subsampling by
+    `step` along one tracked axis (counted from the first spatial axis)."""
+    size, jump, start = list(rf.size), list(rf.jump), list(rf.start)
+    start[axis] += offset * jump[axis]
+    jump[axis] *= step
     return RField(tuple(size), tuple(jump), tuple(start))
 
 
@@ -91,7 +104,7 @@ def merge(fields: list) -> tuple[RField | str | None, bool, bool]:
         return (GLOBAL if saw_global else None), False, saw_global
     if len(spatial) == 1:
         return spatial[0], False, saw_global
-    n = max(len(f.size) for f in spatial)
+    n = min(len(f.size) for f in spatial)  # spatial axes are the trailing ones: compare those
     spatial = [_axes(f, n) for f in spatial]
     best = max(spatial, key=lambda f: max(f.size))
     size = tuple(max(f.size[a] for f in spatial) for a in range(n))
