@@ -8,7 +8,9 @@ Timed regions:
   forward with its hooks (that is how torchinfo works).
 - zoo: `analyze(name)` for every name of `cnnlab.list_models()` at its default input size, built on meta.
 
-Usage: python benchmarks/analyzer.py [--runs N] [--threads T] [--csv benchmarks/results/analyzer-HOST.csv]
+Writes benchmarks/results/analyzer_<machine>.csv (one row of medians; `--csv` to choose another path).
+
+Usage: python benchmarks/analyzer.py [--runs N] [--threads T] [--csv FILE] [--no-zoo]
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import socket
 import statistics
 import sys
 import tempfile
@@ -25,19 +26,23 @@ import warnings
 from pathlib import Path
 
 
-def _times(fn, runs: int) -> list[float]:
+def _times(fn, runs: int) -> tuple[list[float], list[float]]:
+    """Wall-clock and CPU (this process) seconds per run; CPU time is the fairer figure on a shared machine."""
     fn()  # warm-up: imports, first-call caches
-    out = []
+    wall, cpu = [], []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        out.append(time.perf_counter() - t0)
-    return out
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return wall, cpu
 
 
-def _fmt(ts: list[float]) -> str:
+def _fmt(ts: tuple[list[float], list[float]]) -> str:
+    wall, cpu = ts
     return (
-        f"median {statistics.median(ts) * 1e3:8.1f} ms  (min {min(ts) * 1e3:.1f}, max {max(ts) * 1e3:.1f}, n={len(ts)})"
+        f"wall median {statistics.median(wall) * 1e3:7.1f} ms (min {min(wall) * 1e3:.1f}, max {max(wall) * 1e3:.1f}),"
+        f" cpu median {statistics.median(cpu) * 1e3:7.1f} ms, n={len(wall)}"
     )
 
 
@@ -45,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=7)
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (torchinfo's forward uses them)")
-    p.add_argument("--csv", type=Path, default=None, help="append the medians to this CSV file")
+    machine = f"{platform.node() or 'machine'}-{platform.machine()}".replace(" ", "_")
+    default_csv = Path(__file__).resolve().parent / "results" / f"analyzer_{machine}.csv"
+    p.add_argument("--csv", type=Path, default=default_csv, help="write the medians to this CSV file")
     p.add_argument("--no-zoo", action="store_true")
     args = p.parse_args(argv)
 
@@ -64,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, float] = {}
     t_an = _times(lambda: analyze(model, (3, 224, 224)), args.runs)
     print(f"analyze   resnet50@224: {_fmt(t_an)}")
-    results["analyze_resnet50_s"] = statistics.median(t_an)
+    results["analyze_resnet50_s"] = statistics.median(t_an[0])
+    results["analyze_resnet50_cpu_s"] = statistics.median(t_an[1])
     try:
         import torchinfo
     except ImportError:
@@ -72,36 +80,40 @@ def main(argv: list[str] | None = None) -> int:
     else:
         t_ti = _times(lambda: torchinfo.summary(model, input_size=(1, 3, 224, 224), verbose=0), args.runs)
         print(f"torchinfo resnet50@224: {_fmt(t_ti)}")
-        results["torchinfo_resnet50_s"] = statistics.median(t_ti)
-        print(f"speed-up (median torchinfo / median analyze): {statistics.median(t_ti) / statistics.median(t_an):.1f}x")
+        results["torchinfo_resnet50_s"] = statistics.median(t_ti[0])
+        results["torchinfo_resnet50_cpu_s"] = statistics.median(t_ti[1])
+        wall = statistics.median(t_ti[0]) / statistics.median(t_an[0])
+        cpu = statistics.median(t_ti[1]) / statistics.median(t_an[1])
+        print(f"speed-up (median torchinfo / median analyze): wall {wall:.1f}x, cpu {cpu:.1f}x")
 
     if not args.no_zoo:
         names = cnnlab.list_models()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         slowest = []
         for name in names:
             t1 = time.perf_counter()
             analyze(name)
             slowest.append((time.perf_counter() - t1, name))
-        total = time.perf_counter() - t0
+        total, total_cpu = time.perf_counter() - t0, time.process_time() - c0
         slowest.sort(reverse=True)
         top = ", ".join(f"{n} {t * 1e3:.0f} ms" for t, n in slowest[:3])
-        print(f"zoo: {len(names)} models in {total:.2f} s (one run; slowest: {top})")
+        print(f"zoo: {len(names)} models in {total:.2f} s wall, {total_cpu:.2f} s cpu (one run; slowest: {top})")
+        print("    (each: build the model on meta + analyze at its default input size)")
         results["zoo_s"] = total
+        results["zoo_cpu_s"] = total_cpu
         results["zoo_models"] = len(names)
 
     if args.csv:
+        results = {"torch": torch.__version__, "runs": args.runs, "threads": args.threads, **results}
         args.csv.parent.mkdir(parents=True, exist_ok=True)
-        new = not args.csv.exists()
-        line = ",".join(f"{v}" for v in results.values())
-        text = (args.csv.read_text() if not new else ",".join(results) + "\n") + line + "\n"
+        text = ",".join(results) + "\n" + ",".join(f"{v}" for v in results.values()) + "\n"
         fd, tmp = tempfile.mkstemp(dir=args.csv.parent)  # atomic: a reader never sees half a file
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, args.csv)
-        print(f"appended to {args.csv} ({socket.gethostname()})")
+        print(f"written to {args.csv}")
     return 0
 
 

@@ -5,6 +5,7 @@
 3. From which kernel size does FFT beat F.conv2d at 64x64 and larger?
 
     .venv/bin/python benchmarks/conv_algorithms.py [--grid small|full] [--rounds 5] [--threads 1]
+        [--clock wall|cpu] [--default-allocator]
 
 Writes benchmarks/results/conv_algorithms_<machine>.csv and a crossover plot next to it. The timing
 protocol (what the clock includes, interleaving, medians) is printed at the start; see
@@ -26,6 +27,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     machine = f"{platform.node() or 'machine'}-{platform.machine()}".replace(" ", "_")
+    if "--default-allocator" in argv:
+        argv.remove("--default-allocator")
+    else:  # steady-state allocator: see cnnlab.convlab.bench.keep_freed_memory
+        argv.append("--keep-freed-memory")
     if "--out" not in argv:
         argv += ["--out", str(RESULTS / f"conv_algorithms_{machine}.csv")]
     if "--plot" not in argv:

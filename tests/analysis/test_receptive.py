@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from torch import nn
 
 import cnnlab
-
 from cnnlab.analysis import analyze
 from tests.analysis.conftest import tv_model
 

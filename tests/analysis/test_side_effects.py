@@ -104,7 +104,7 @@ def test_shallow_and_deep_twins_give_the_same_report():
 
     shallow = analyze(model)
     orig = api.meta_twin
-    api.meta_twin = lambda m: orig(m, deep=True)
+    api.meta_twin = lambda m, training=None: orig(m, deep=True, training=training)
     try:
         deep = analyze(model)
     finally:

@@ -25,6 +25,8 @@ def test_conv_bench_tiny_writes_csv_and_plot(tmp_path, capsys):
             "tiny",
             "--rounds",
             "1",
+            "--clock",
+            "cpu",
             "--threads",
             "1",
             "--out",
@@ -35,7 +37,7 @@ def test_conv_bench_tiny_writes_csv_and_plot(tmp_path, capsys):
     )
     assert rc == 0
     out = capsys.readouterr().out
-    assert "threads" in out and "clock covers" in out and "Findings" in out
+    assert "threads" in out and "clock covers" in out and "Findings" in out and "clock: cpu" in out
     rows = list(csv.DictReader(csv_path.open()))
     assert {r["algorithm"] for r in rows} == {"torch", "im2col", "winograd4", "fft"}
     assert all(float(r["median_ms"]) > 0 and float(r["gflops"]) > 0 for r in rows)

@@ -38,4 +38,4 @@ def test_small_convnet_learns_shapes() -> None:
     net.eval()
     with torch.no_grad():
         correct = sum(int((net(x).argmax(1) == y).sum()) for x, y in data.Loader(te, 250, shuffle=False))
-    assert correct / len(te) >= 0.8, correct / len(te)
+    assert correct / len(te) >= 0.85, correct / len(te)  # measured 0.934 (about 20 CPU-seconds)

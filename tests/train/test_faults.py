@@ -151,3 +151,27 @@ def test_bf16_refused_without_native_support(monkeypatch, tmp_path):
     recipe = load_recipe(None, **{**TINY, "precision": "bf16"})
     with pytest.raises(CnnlabError, match="no native bf16"):
         train(recipe, out=tmp_path / "run", device="cpu", log=_quiet)
+
+
+def test_fine_tuning_hooks_groups_and_train_mode(tmp_path):
+    """The hooks issue 6 builds on: custom parameter groups and a train-mode function (frozen BN stays eval)."""
+    recipe = load_recipe(None, **{**TINY, "epochs": 1})
+    model = create_model("lenet5", num_classes=4, in_chans=3)
+    for p in model.stages.parameters():
+        p.requires_grad_(False)
+    frozen = {k: v.clone() for k, v in model.stages.state_dict().items()}
+    calls: list[bool] = []
+
+    def groups(m: nn.Module) -> list[dict]:
+        return [{"params": [p for p in m.head.parameters()], "lr_mult": 0.5, "name": "head"}]
+
+    def mode(m: nn.Module) -> None:
+        m.train()
+        m.stages.eval()
+        calls.append(True)
+
+    result = train(recipe, out=tmp_path / "run", model=model, log=_quiet, param_groups=groups, train_mode=mode)
+    assert result.status == "finished" and len(calls) >= 2  # at the start and after each validation
+    assert all(torch.equal(frozen[k], v) for k, v in model.stages.state_dict().items())
+    state = CheckpointDir(tmp_path / "run" / "checkpoints").latest().load_state()
+    assert [g["lr_mult"] for g in state["optimizer"]["param_groups"]] == [0.5]

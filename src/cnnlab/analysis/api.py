@@ -186,13 +186,13 @@ def _analyze(
 ) -> Report:
     if isinstance(model_or_name, str):
         twin, default_size = resolve_model(model_or_name)
+        twin.train(train)
         label = model_or_name
     elif isinstance(model_or_name, nn.Module):
-        twin, default_size = meta_twin(model_or_name), (3, 224, 224)
+        twin, default_size = meta_twin(model_or_name, training=train), (3, 224, 224)
         label = getattr(model_or_name, "model_name", "") or type(model_or_name).__name__
     else:
         raise CnnlabError(f"analyze needs a model name or an nn.Module, got {type(model_or_name).__name__}")
-    twin.train(train)
 
     if inputs is None:
         size = _check_size(default_size if input_size is None else input_size)

@@ -53,7 +53,7 @@ _OWN_COPY = frozenset({dict, OrderedDict, list, set})
 _REBUILT = frozenset({"_parameters", "_buffers", "_modules"})
 
 
-def _clone(m: nn.Module, memo: dict[int, Any]) -> nn.Module:
+def _clone(m: nn.Module, memo: dict[int, Any], training: bool | None) -> nn.Module:
     if id(m) in memo:  # a module shared by several parents stays one module
         return memo[id(m)]
     twin = object.__new__(type(m))
@@ -68,28 +68,32 @@ def _clone(m: nn.Module, memo: dict[int, Any]) -> nn.Module:
             state[k] = _meta(v, memo)
     state["_parameters"] = {k: None if p is None else _meta(p, memo) for k, p in m._parameters.items()}
     state["_buffers"] = {k: None if b is None else _meta(b, memo) for k, b in m._buffers.items()}
-    state["_modules"] = {k: None if c is None else _clone(c, memo) for k, c in m._modules.items()}
+    state["_modules"] = {k: None if c is None else _clone(c, memo, training) for k, c in m._modules.items()}
+    if training is not None:  # the twin's mode, set here rather than by a second walk (Module.train)
+        state["training"] = training
     object.__setattr__(twin, "__dict__", state)
     return twin
 
 
-def meta_twin(model: nn.Module, deep: bool = False) -> nn.Module:
+def meta_twin(model: nn.Module, deep: bool = False, training: bool | None = None) -> nn.Module:
     """A copy of `model` whose parameters, buffers and tensor attributes are meta tensors (no weight copied).
 
     The default copies the module tree one level deep per module: each module's attribute dict, hook dicts
     and containers are the twin's own, the other attribute values are shared with the original (a forward
     that mutates a shared Python list in place would be seen by both). `deep=True` uses `copy.deepcopy` with
     a memo pre-filled with the meta stand-ins instead: fully independent, and 5-50x slower (DenseNet-121:
-    about a second). Either way shared modules and tied parameters stay shared.
+    about a second). Either way shared modules and tied parameters stay shared. `training` sets the twin's
+    mode (None: as the original's).
     """
     memo: dict[int, Any] = {}
     if not deep:
-        return _clone(model, memo)
+        return _clone(model, memo, training)
     for m in model.modules():
         for t in (*m._parameters.values(), *m._buffers.values(), *vars(m).values()):
             if isinstance(t, torch.Tensor):
                 _meta(t, memo)
-    return copy.deepcopy(model, memo)
+    twin = copy.deepcopy(model, memo)
+    return twin if training is None else twin.train(training)
 
 
 def _tensors(obj: Any) -> Iterator[torch.Tensor]:
@@ -217,26 +221,42 @@ class Session:
         self._serial = 0
         self.live_bytes = self.peak_bytes = self.written_bytes = 0
         self.saved: dict[Any, int] = {}
-        self._attached: list[nn.Module] = []
+        self._attached: list[tuple[nn.Module, Any]] = []
 
-    # ---- module hooks (on the twin, which is thrown away: no handles needed, but detach() tidies up) ----
-
-    _KEY = "cnnlab.analysis"
+    # ---- module boundaries (on the twin, which is thrown away; detach() tidies up all the same) ----
 
     def attach(self) -> None:
+        """Wrap each twin module's `forward` in an instance attribute that records the call.
+
+        Forward hooks would do the same, but any hook sends every module call down torch's slow path
+        (a third of the analysis's overhead on ResNet-50); an instance attribute only shadows the class's
+        method on the twin.
+        """
         for m in self.modules:
-            m._forward_pre_hooks[self._KEY] = self._pre
-            m._forward_pre_hooks_with_kwargs[self._KEY] = True
-            m._forward_hooks[self._KEY] = self._post
-            m._forward_hooks_with_kwargs[self._KEY] = True
-            self._attached.append(m)
+            if "forward" in m.__dict__:
+                self._attached.append((m, m.__dict__["forward"]))
+            else:
+                self._attached.append((m, None))
+            m.__dict__["forward"] = self._wrap(m, m.forward)
 
     def detach(self) -> None:
-        for m in self._attached:
-            for d in (m._forward_pre_hooks, m._forward_pre_hooks_with_kwargs, m._forward_hooks,
-                      m._forward_hooks_with_kwargs):  # fmt: skip
-                d.pop(self._KEY, None)
+        for m, previous in self._attached:
+            if previous is None:
+                m.__dict__.pop("forward", None)
+            else:
+                m.__dict__["forward"] = previous
         self._attached.clear()
+
+    def _wrap(self, module: nn.Module, forward: Any) -> Any:
+        pre, post = self._pre, self._post
+
+        def recorded_forward(*args: Any, **kwargs: Any) -> Any:
+            pre(module, args, kwargs)
+            out = forward(*args, **kwargs)
+            post(module, args, kwargs, out)
+            return out
+
+        return recorded_forward
 
     def _pre(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         stack = self.stack

@@ -18,6 +18,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--clock", default="wall", help="wall, or cpu (process CPU time: robust on a shared machine, CPU only)"
     )
     bench.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    bench.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="glibc: reuse freed memory instead of page-faulting fresh buffers in every call (Linux)",
+    )
     bench.add_argument("--out", default=None, help="CSV of every timed row")
     bench.add_argument("--plot", default=None, help="PNG of which algorithm wins where")
 
@@ -49,11 +54,17 @@ def run(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace, bench) -> int:  # noqa: ANN001 (the bench module)
     configs = bench.grid(args.grid)
+    kept = bench.keep_freed_memory() if args.keep_freed_memory else False
     env = bench.environment()
     print(f"torch {env['torch']}, {env['threads']} threads, {env['machine']}, python {env['python']}")
     print(bench.__doc__.split("\n\n")[1].replace("\n", " "))
     print(
         f"{len(configs)} configurations x {args.rounds} interleaved rounds (median, float32, CPU), clock: {args.clock}"
+    )
+    print(
+        "allocator: glibc keeps freed memory (no mmap, no trim)"
+        if kept
+        else "allocator: default (large buffers are fresh, page-faulting memory on every call)"
     )
     rows = bench.bench(configs, rounds=args.rounds, progress=print, clock=args.clock)
     print("\nFindings:")

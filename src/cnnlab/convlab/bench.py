@@ -246,6 +246,25 @@ def bench(
     return rows
 
 
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory in the process (no mmap for big blocks, no trimming).
+
+    PyTorch's CPU allocator does not cache: every large intermediate is a fresh mmap and its first touch
+    page-faults, which on this kind of machine put a quarter of the benchmark's CPU time in the kernel and
+    punished whichever algorithm ran after a different-sized one. With this setting buffers are reused, as
+    a caching allocator (PyTorch's on CUDA, or jemalloc) would. Returns False where it does not apply."""
+    import ctypes
+    import ctypes.util
+
+    if platform.system() != "Linux" or "glibc" not in " ".join(platform.libc_ver()):
+        return False
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    m_trim_threshold, m_mmap_max = -1, -4  # from <malloc.h>
+    ok_mmap = libc.mallopt(m_mmap_max, 0)  # never mmap: big blocks come from the heap and are reused
+    ok_trim = libc.mallopt(m_trim_threshold, 2**31 - 1)  # and the heap's top is not given back
+    return bool(ok_mmap and ok_trim)
+
+
 def environment() -> dict[str, str]:
     return {
         "torch": torch.__version__,

@@ -26,8 +26,8 @@ Interpolation points (the usual choice, small magnitudes to keep float error low
 F(4,3) use the same):  F(2,3): 0, 1, -1, inf.  F(4,3): 0, 1, -1, 2, -2, inf.
 F(6,3): 0, 1, -1, 2, -2, 1/2, -1/2, inf.
 
-Precision: the transforms grow the values (F(6,3)'s G has entries up to 1 and B_t up to 21/4), so error grows
-with the tile. float32 and float16 compute in their own dtype (float16 meets REFERENCES.md sec. 6's
+Precision: the transforms grow the values (F(6,3)'s B_t has entries up to 21/4 and A_t up to 2^5 = 32), so
+error grows with the tile. float32 and float16 compute in their own dtype (float16 meets REFERENCES.md sec. 6's
 3e-3 / 3e-2 / 5e-2). bfloat16 has 8 bits of mantissa: F(2,3) is fine, but F(4,3) and F(6,3) are off by
 several percent, so they compute in bfloat16 as asked and emit a WinogradPrecisionWarning (warn rather than
 refuse: the CLI's check table shows the size of the error, which is the lesson).
@@ -212,10 +212,6 @@ def output_transform(M: torch.Tensor, A_t: torch.Tensor, n: int, n_h: int, n_w: 
     workspace.record("output_tiles_transformed", y)
     y = y.view(m, m, g, n, n_h, n_w, kg).permute(3, 2, 6, 4, 0, 5, 1)  # (N, G, K/G, nH, m, nW, m)
     return y.reshape(n, g * kg, n_h * m, n_w * m)
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return dtype
 
 
 def conv2d_winograd(

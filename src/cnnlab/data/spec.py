@@ -21,7 +21,7 @@ SHAPES_DEFAULTS: dict[str, int | float] = {
     "size": 32,
     "train": 10_000,
     "test": 2_000,
-    "difficulty": 0.5,
+    "difficulty": 0.3,  # tuned: small convnets learn it in seconds, raw-pixel linear models stay near chance
     "seed": 0,
     "classes": 10,
 }

@@ -190,7 +190,8 @@ def evaluate_loader(
         sums[2] += (top == y[:, None]).any(dim=1).sum()
         sums[3] += y.numel()
     sums = ddp.sum_tensor(d, sums)
-    model.train(was_training)
+    if was_training:  # the caller's train_mode hook, if any, runs after this
+        model.train()
     n = max(1.0, float(sums[3]))
     return {"loss": float(sums[0]) / n, "top1": float(sums[1]) / n, "top5": float(sums[2]) / n, "n": int(sums[3])}
 
@@ -242,15 +243,21 @@ def train(
     device: str = "auto",
     log: Callable[[str], None] = print,
     lr_mults: dict[str, float] | None = None,
+    param_groups: Callable[[nn.Module], list[dict[str, Any]]] | None = None,
+    train_mode: Callable[[nn.Module], None] | None = None,
 ) -> Result:
     """Train `recipe.model` on `recipe.data`, or continue the run in `resume` exactly where it stopped.
 
-    `model` replaces the registry lookup (tests, custom networks). Returns when the run finishes or stops on
-    SIGTERM/SIGINT (after saving a checkpoint at the step boundary).
+    `model` replaces the registry lookup (tests, custom networks, pretrained weights). Fine-tuning hooks:
+    `lr_mults` ({"stem": 0.01, ...}) scales each anatomy part's rate; `param_groups(model)` replaces the default
+    groups entirely (each group may carry an `lr_mult`); `train_mode(model)` replaces `model.train()` (e.g. to
+    keep frozen BatchNorm in eval mode). Returns when the run finishes or stops on SIGTERM/SIGINT (after
+    saving a checkpoint at the step boundary).
     """
     d = ddp.setup(device)
+    hooks = {"lr_mults": lr_mults, "param_groups": param_groups, "train_mode": train_mode}
     try:
-        return _train(recipe, out, resume, model, d, log if d.is_main else (lambda s: None), lr_mults)
+        return _train(recipe, out, resume, model, d, log if d.is_main else (lambda s: None), hooks)
     finally:
         ddp.teardown(d)
 
@@ -262,7 +269,7 @@ def _train(
     model: nn.Module | None,
     d: ddp.Dist,
     log: Callable[[str], None],
-    lr_mults: dict[str, float] | None,
+    hooks: dict[str, Any],
 ) -> Result:
     if resume is not None:
         run = Path(resume)
@@ -292,7 +299,9 @@ def _train(
         raise CnnlabError(f"the training set has fewer images than one batch ({recipe.batch_size})")
     total_steps = recipe.iterations or recipe.epochs * steps_per_epoch
     epochs = math.ceil(total_steps / steps_per_epoch)
-    optimizer = build_optimizer(model, recipe, lr_mults)
+    set_train_mode: Callable[[nn.Module], None] = hooks["train_mode"] or (lambda m: m.train())
+    groups = hooks["param_groups"](model) if hooks["param_groups"] else None
+    optimizer = build_optimizer(model, recipe, hooks["lr_mults"], groups=groups)
     schedule = LRSchedule(recipe, steps_per_epoch, total_steps)
     scaler = torch.amp.GradScaler(dev.type, enabled=recipe.precision == "fp16")
     ema = EMA(model, recipe.ema_decay) if recipe.ema_decay > 0 else None
@@ -376,7 +385,7 @@ def _train(
         )
 
     status = "finished"
-    model.train()
+    set_train_mode(model)
     with _StopRequest() as stop:
         while epoch < epochs and step < total_steps:
             data.train.set_epoch(epoch)
@@ -483,6 +492,7 @@ def _train(
             if data.val is not None:
                 v = evaluate_loader(eval_model, data.val, recipe, dev, d)
                 row["val_loss"], row["val_acc"] = v["loss"], v["top1"]
+                set_train_mode(model)
             row["seconds"] = round(train_seconds, 3)
             row["img_per_s"] = round(rate, 1)
             history.append(row)

@@ -59,9 +59,16 @@ def param_groups(model: nn.Module, recipe: Recipe, lr_mults: dict[str, float] | 
 
 
 def build_optimizer(
-    model: nn.Module, recipe: Recipe, lr_mults: dict[str, float] | None = None
+    model: nn.Module,
+    recipe: Recipe,
+    lr_mults: dict[str, float] | None = None,
+    groups: list[dict[str, Any]] | None = None,
 ) -> torch.optim.Optimizer:
-    groups = param_groups(model, recipe, lr_mults)
+    """The recipe's optimizer over `groups` (default: param_groups by anatomy); each group keeps an `lr_mult`."""
+    groups = param_groups(model, recipe, lr_mults) if groups is None else [dict(g) for g in groups]
+    for g in groups:
+        g.setdefault("lr_mult", 1.0)
+        g.setdefault("weight_decay", recipe.weight_decay)
     if not groups:
         raise ValueError("the model has no trainable parameters")
     for g in groups:
