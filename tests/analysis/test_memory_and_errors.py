@@ -127,3 +127,21 @@ def test_device_less_factories_inside_forward():
 
     rep = analyze(MakesTensors(), (3, 4, 4))
     assert rep.flops == 3 * 4 * 4 and not rep.unsupported
+
+
+class _ExactSize(nn.Module):
+    """A Linear after a conv: runs at exactly 32x32."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 5)
+        self.fc = nn.Linear(2 * 28 * 28, 3)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).flatten(1))
+
+
+@pytest.mark.parametrize("size", [10, 40])
+def test_a_net_that_needs_one_size(size):
+    with pytest.raises(CnnlabError, match=r"layer 'fc' \(Linear\).*1x32x32$"):
+        analyze(_ExactSize(), (1, size, size))

@@ -107,28 +107,31 @@ def _runs(twin: nn.Module, size: tuple[int, ...], dtype: torch.dtype) -> bool:
 
 
 def smallest_working_size(twin: nn.Module, size: tuple[int, ...], dtype: torch.dtype) -> int | None:
-    """The smallest square spatial size (searched by trying on meta) at which the model runs, or None."""
+    """The smallest square spatial size at which the model's forward runs (tried on meta), or None.
+
+    Returns `max(H, W)` itself when that size runs (the failure was not about the size).
+    """
     *lead, h, w = size
     start = max(h, w, 1)
 
     def ok(s: int) -> bool:
         return _runs(twin, (*lead, s, s), dtype)
 
-    hi = start
+    if ok(start):
+        return start
+    lo, hi = start, start * 2  # lo fails
     while hi <= _LARGEST_SEARCHED and not ok(hi):
-        hi *= 2
+        lo, hi = hi, hi * 2
     if hi <= _LARGEST_SEARCHED:
-        lo = max(hi // 2, 0) if hi > start else 0  # everything at or below lo is assumed too small
-        if hi == start:
-            lo = 0
-        while hi - lo > 1:  # sizes grow monotonically easier for conv nets: bisect (lo fails, hi works)
+        while hi - lo > 1:  # conv nets only get easier with size: bisect (lo fails, hi works)
             mid = (lo + hi) // 2
             if ok(mid):
                 hi = mid
             else:
                 lo = mid
         return hi
-    for s in range(start - 1, max(0, start - 256), -1):  # nets that need an exact size (a Linear after conv)
+    # Nets that need one exact size (a Linear after the convs): look nearby, below first.
+    for s in (*range(start - 1, max(0, start - 256), -1), *range(start + 1, start + 256)):
         if ok(s):
             return s
     return None
@@ -266,7 +269,9 @@ def _failure(
     if input_shape is not None and len(input_shape) >= 3:
         best = smallest_working_size(twin, input_shape, dtype)
         c = "x".join(map(str, input_shape[1:-2]))
-        if best is not None:
+        if best == max(input_shape[-2:]):
+            msg += "; the model runs at this size outside the analysis: an analyzer limitation, please report it"
+        elif best is not None:
             msg += f"; the smallest square input that works is {c}x{best}x{best}"
         else:
             msg += f"; no square input up to {_LARGEST_SEARCHED}x{_LARGEST_SEARCHED} works"

@@ -221,42 +221,26 @@ class Session:
         self._serial = 0
         self.live_bytes = self.peak_bytes = self.written_bytes = 0
         self.saved: dict[Any, int] = {}
-        self._attached: list[tuple[nn.Module, Any]] = []
+        self._attached: list[nn.Module] = []
 
-    # ---- module boundaries (on the twin, which is thrown away; detach() tidies up all the same) ----
+    # ---- module hooks (on the twin, which is thrown away: no handles needed, but detach() tidies up) ----
+
+    _KEY = "cnnlab.analysis"
 
     def attach(self) -> None:
-        """Wrap each twin module's `forward` in an instance attribute that records the call.
-
-        Forward hooks would do the same, but any hook sends every module call down torch's slow path
-        (a third of the analysis's overhead on ResNet-50); an instance attribute only shadows the class's
-        method on the twin.
-        """
         for m in self.modules:
-            if "forward" in m.__dict__:
-                self._attached.append((m, m.__dict__["forward"]))
-            else:
-                self._attached.append((m, None))
-            m.__dict__["forward"] = self._wrap(m, m.forward)
+            m._forward_pre_hooks[self._KEY] = self._pre
+            m._forward_pre_hooks_with_kwargs[self._KEY] = True
+            m._forward_hooks[self._KEY] = self._post
+            m._forward_hooks_with_kwargs[self._KEY] = True
+            self._attached.append(m)
 
     def detach(self) -> None:
-        for m, previous in self._attached:
-            if previous is None:
-                m.__dict__.pop("forward", None)
-            else:
-                m.__dict__["forward"] = previous
+        for m in self._attached:
+            for d in (m._forward_pre_hooks, m._forward_pre_hooks_with_kwargs, m._forward_hooks,
+                      m._forward_hooks_with_kwargs):  # fmt: skip
+                d.pop(self._KEY, None)
         self._attached.clear()
-
-    def _wrap(self, module: nn.Module, forward: Any) -> Any:
-        pre, post = self._pre, self._post
-
-        def recorded_forward(*args: Any, **kwargs: Any) -> Any:
-            pre(module, args, kwargs)
-            out = forward(*args, **kwargs)
-            post(module, args, kwargs, out)
-            return out
-
-        return recorded_forward
 
     def _pre(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         stack = self.stack

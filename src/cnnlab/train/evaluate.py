@@ -166,6 +166,16 @@ def evaluate(
             raise CnnlabError(
                 f"{m.path.name} expects {m.meta['in_chans']}-channel images; {spec} has {x.shape[1]} channels"
             )
+        trained_on = list(m.meta.get("classes") or [])
+        if trained_on and list(ds.classes) != trained_on:
+            now = list(ds.classes)
+            i = next((i for i, (a, b) in enumerate(zip(trained_on, now)) if a != b), min(len(now), len(trained_on)))
+            got = now[i] if i < len(now) else "nothing"
+            want = trained_on[i] if i < len(trained_on) else "nothing"
+            raise CnnlabError(
+                f"{m.path.name} was trained with class {i} = '{want}' but {spec} has '{got}' there; "
+                "the data (or its version) differs from the training data"
+            )
         if y_ref is not None and not torch.equal(y, y_ref):
             raise CnnlabError("ensemble members see different label orders; use the same --data for all")
         y_ref = y

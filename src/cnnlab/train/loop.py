@@ -288,6 +288,8 @@ def _train(
 
     seed_everything(recipe.seed)
     data = open_data(recipe, rank=d.rank, world_size=d.world_size, device=dev)
+    if run_info is not None and list(run_info.get("classes", data.classes)) != list(data.classes):
+        raise CnnlabError(f"cannot resume {run}: the data's classes differ from the run's (was {data.spec} changed?)")
     model = build_model(recipe, data, model)
     model.to(dev)
     if recipe.channels_last:
