@@ -13,6 +13,7 @@ def test_models_table_lists_pattern(capsys):
     assert main(["models", "lenet*"]) == 0
     out = capsys.readouterr().out
     assert "lenet5" in out and "61,706" in out
+    assert "417K" in out  # LeNet-5's 416,520 multiply-adds, counted by the analyzer
 
 
 def test_models_json(capsys):
@@ -20,7 +21,7 @@ def test_models_json(capsys):
     rows = json.loads(capsys.readouterr().out)
     names = [r["name"] for r in rows]
     assert names == sorted(names)
-    assert {"name", "family", "params", "input", "year"} <= set(rows[0])
+    assert {"name", "family", "params", "macs", "input", "year"} <= set(rows[0])
 
 
 def test_unknown_pattern_is_one_line_exit_2(capsys):

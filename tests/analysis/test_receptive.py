@@ -11,6 +11,7 @@ from torch import nn
 
 import cnnlab
 from cnnlab.analysis import analyze
+from cnnlab.analysis.api import resolve_model
 from tests.analysis.conftest import tv_model
 
 
@@ -143,3 +144,57 @@ def test_functional_pooling_and_1d():
             return torch.nn.functional.max_pool1d(torch.nn.functional.conv1d(x, torch.ones(2, 2, 3)), 2)
 
     assert analyze(F1(), (2, 32)).receptive_field == 4
+
+
+def _without_lrn(model: nn.Module) -> nn.Module:
+    """The same net with every LocalResponseNorm replaced by an Identity (LRN is spatially pointwise)."""
+    for name, child in list(model.named_children()):
+        if isinstance(child, nn.LocalResponseNorm):
+            setattr(model, name, nn.Identity())
+        else:
+            _without_lrn(child)
+    return model
+
+
+def _fields(rep) -> list[tuple]:
+    return [(r.name, r.receptive_field, r.jump) for r in rep.rows]
+
+
+@pytest.mark.parametrize("name", ["googlenet_paper", "alexnet_paper"])
+def test_lrn_is_spatially_pointwise(name):
+    # torch's LRN squares, unsqueezes a channel axis in front of H, W, pads it and average-pools (n, 1, 1) over
+    # (C, H, W): none of that is spatial, so the fields must be those of the net without LRN, and aligned.
+    if name not in cnnlab.list_models():
+        pytest.skip(f"{name} is not in the zoo")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a misalignment warning fails the test
+        rep = analyze(name)
+    assert not rep.warnings
+    model, size = resolve_model(name)
+    assert any(isinstance(m, nn.LocalResponseNorm) for m in model.modules())
+    plain = _without_lrn(model)
+    assert not any(isinstance(m, nn.LocalResponseNorm) for m in plain.modules())
+    ref = analyze(plain.eval(), size)
+    assert rep.receptive_field == ref.receptive_field and rep.jump == ref.jump
+    assert _fields(rep)[1:] == _fields(ref)[1:]  # row 0 is the model itself, named after it
+
+
+@pytest.mark.parametrize("dims, n", [(1, 4), (2, 5), (2, 4), (3, 5), (3, 4)])
+def test_lrn_on_1d_2d_3d_maps(dims, n):
+    # On a 5-D input torch views (N, C, D, H, W) as (N, 1, C, D, H*W): the field's axes move and merge and must
+    # come back intact. An even n pads the channel axis asymmetrically, which must not shift any centre.
+    conv = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
+    size = (3, *(9,) * dims)
+
+    def net(mid: nn.Module) -> nn.Module:
+        return nn.Sequential(conv(3, 8, 3), mid, conv(8, 8, 3, stride=2), mid, conv(8, 8, 3))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rep = analyze(net(nn.LocalResponseNorm(n)), size)
+    ref = analyze(net(nn.Identity()), size)
+    assert not rep.warnings
+    assert rep.receptive_field == ref.receptive_field == 3 + 2 + 2 * 2
+    assert [r.receptive_field for r in rep.rows if r.kind != "LocalResponseNorm"] == [
+        r.receptive_field for r in ref.rows if r.kind != "Identity"
+    ]

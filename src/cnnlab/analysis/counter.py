@@ -29,6 +29,19 @@ _WINDOW_OPS = (
     }
 )
 _REDUCE_OPS = frozenset({formulas.aten.mean, formulas.aten.sum, formulas.aten.amax, formulas.aten.amin})
+# Ops that only re-index the same elements: the field moves with the axes that hold it (receptive.reshaped).
+_RESHAPE_OPS = frozenset(
+    {
+        formulas.aten.view,
+        formulas.aten._unsafe_view,
+        formulas.aten.reshape,
+        formulas.aten._reshape_alias,
+        formulas.aten.unsqueeze,
+        formulas.aten.squeeze,
+        formulas.aten.flatten,
+        formulas.aten.unflatten,
+    }
+)
 _RESAMPLE_OPS = frozenset(
     {
         formulas.aten.upsample_nearest1d,
@@ -122,7 +135,7 @@ def _flat(args: tuple) -> list[torch.Tensor]:
 class Plan:
     """What to do with one aten overload, decided once per overload (hashing ops is slow in Python)."""
 
-    __slots__ = ("func", "name", "cost", "shape", "window", "reduce", "matmul", "resample", "slice", "pad")
+    __slots__ = ("func", "name", "cost", "shape", "window", "reduce", "matmul", "resample", "slice", "pad", "reshape")
 
     def __init__(self, func: torch._ops.OpOverload):
         packet = func.overloadpacket
@@ -136,6 +149,7 @@ class Plan:
         self.resample = packet in _RESAMPLE_OPS
         self.slice = packet is formulas.aten.slice
         self.pad = packet is formulas.aten.constant_pad_nd
+        self.reshape = packet in _RESHAPE_OPS
 
 
 _PLANS: dict[int, Plan] = {}
@@ -149,9 +163,11 @@ def plan_for(func: torch._ops.OpOverload) -> Plan:
 
 
 def _crop_or_pad(plan: Plan, args: tuple, rf: RField) -> RField:
-    """aten.slice(x, dim, start, end, step) and constant_pad_nd(x, pad) on the trailing (spatial) axes."""
+    """aten.slice(x, dim, start, end, step) and constant_pad_nd(x, pad) on the trailing (spatial) axes.
+
+    Axes in front of the field's (`rf.dims`) are not spatial: LRN pads its channel axis this way."""
     x = args[0]
-    n = len(rf.size)
+    n = rf.dims
     first = x.dim() - n  # index of the first tracked axis
     if plan.slice:
         dim = (args[1] if len(args) > 1 else 0) % x.dim()
@@ -160,13 +176,20 @@ def _crop_or_pad(plan: Plan, args: tuple, rf: RField) -> RField:
         begin = args[2] if len(args) > 2 and args[2] is not None else 0
         begin = max(0, begin + x.shape[dim]) if begin < 0 else min(begin, x.shape[dim])
         step = args[4] if len(args) > 4 else 1
-        return receptive.shift(rf, dim - first, begin, step)
+        if begin == 0 and step == 1:
+            return rf
+        return receptive.shift(_entries(rf), len(rf.size) - x.dim() + dim, begin, step)
     pad = list(args[1])
-    for i in range(len(pad) // 2):  # (left, right) pairs from the last axis backwards
-        axis = n - 1 - i
-        if axis >= 0 and pad[2 * i]:
-            rf = receptive.shift(rf, axis, -pad[2 * i])
+    for i in range(min(n, len(pad) // 2)):  # (left, right) pairs from the last axis backwards
+        if pad[2 * i]:
+            rf = receptive.shift(_entries(rf), len(rf.size) - 1 - i, -pad[2 * i])
     return rf
+
+
+def _entries(rf: RField) -> RField:
+    """The field with one entry per trailing axis. After a reshape that merged the tracked axes this is an
+    approximation (a crop or pad of a merged axis has no exact field): the trailing entries stand for them."""
+    return rf if rf.aligned else RField(rf.size, rf.jump, rf.start)
 
 
 class Call:
@@ -330,6 +353,8 @@ class Session:
             rf = GLOBAL  # two activations multiplied together: every position sees every other (attention)
         elif (plan.slice or plan.pad) and isinstance(fields[0], RField):
             rf = _crop_or_pad(plan, args, fields[0])
+        elif plan.reshape and isinstance(fields[0], RField):
+            rf = receptive.reshaped(fields[0], tuple(args[0].shape), tuple(formulas._first(out).shape))
         elif plan.resample and isinstance(fields[0], RField):
             x, o = args[0], formulas._first(out)
             n = x.dim() - 2

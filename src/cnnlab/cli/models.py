@@ -7,7 +7,7 @@ import json
 
 from cnnlab.registry import list_models, model_info
 
-HELP = "list the model zoo (name, family, params, default input, year)"
+HELP = "list the model zoo (name, family, params, MACs at the default input, default input, year)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -16,30 +16,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def zoo_rows(pattern: str = "*") -> list[dict]:
-    import torch
+    from cnnlab.analysis import total_macs
 
     rows = []
     for name in list_models(pattern):
         info = model_info(name)
-        from cnnlab.registry import get_entry
-
-        entry = get_entry(name)
-        with torch.device("meta"):  # counting parameters needs shapes only, not memory
-            net = entry.family.build(
-                entry.spec,
-                num_classes=entry.family.default_num_classes(name, entry.spec),
-                in_chans=info.input_size[0],
-            )
         rows.append(
             {
                 "name": name,
                 "family": info.family,
-                "params": sum(p.numel() for p in net.parameters()),
+                "params": info.params,
+                "macs": total_macs(name),  # counted by the analyzer on the meta device, bias excluded
                 "input": "x".join(map(str, info.input_size)),
                 "year": info.paper.year,
             }
         )
     return rows
+
+
+def si(n: float) -> str:
+    """1234567 -> '1.23M': three significant figures, as the papers' tables print them."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}" if n < 100 * scale else f"{n / scale:.0f}{unit}"
+    return str(int(n))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,8 +51,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'name':<24} {'family':<12} {'params':>13} {'input':>11} {'year':>5}")
+    print(f"{'name':<24} {'family':<14} {'params':>13} {'MACs':>8} {'input':>11} {'year':>5}")
     for r in rows:
-        print(f"{r['name']:<24} {r['family']:<12} {r['params']:>13,} {r['input']:>11} {r['year']:>5}")
+        macs = si(r["macs"])
+        print(f"{r['name']:<24} {r['family']:<14} {r['params']:>13,} {macs:>8} {r['input']:>11} {r['year']:>5}")
     print(f"{len(rows)} models")
     return 0

@@ -153,11 +153,10 @@ def _folder_entry(spec: Spec, size: int | None, root: Path) -> Path:
     name = cache.entry_name("folder", path.name, size, {"path": str(path), "size": size, "content": content})
 
     def writer(tmp: Path) -> None:
-        res, skipped = (size, []) if size is not None else folder.choose_size(listing)
-        bad = {p for p, _ in skipped}
+        res = size if size is not None else folder.choose_size(listing)
+        skipped: list[tuple[str, str]] = []
         counts = {}
         for split, items in listing.splits.items():
-            items = [it for it in items if str(it[0]) not in bad]
             x = cache.open_writer(tmp / f"{split}.x.npy", (len(items), 3, res, res))
             y, sk = folder.decode_into(items, res, x)
             cache.finish(tmp / f"{split}.x.npy", x, len(y))
