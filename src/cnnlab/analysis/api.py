@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 
@@ -206,21 +206,37 @@ def _analyze(
     example = next(_tensors((args, kwargs)), None)
     input_shape = tuple(example.shape) if example is not None else ()
 
+    device_context = False
     try:
-        session = _run(twin, args, kwargs, fast, device_context=False)
+        session = _run(twin, args, kwargs, fast, device_context=False, saved=False)
     except Exception:
         # A forward that makes tensors without a device (torch.zeros(n)) mixes CPU and meta: run again with
         # meta as the default device. Not the first choice: that mode costs a Python call per torch function.
         session = None
     if session is None:
+        device_context = True
         try:
-            session = _run(twin, args, kwargs, fast, device_context=True)
+            session = _run(twin, args, kwargs, fast, device_context=True, saved=False)
         except _Failed as f:
             raise _failure(label, twin, f.session, f.error, input_shape if inputs is None else None, dtype) from (
                 f.error
             )
-    del args, kwargs, example
-    return _report(label, twin, session, input_shape, batch_size, dtype, train, optimizer, strict, depth)
+    del example
+
+    # What autograd saves for backward needs its graph recorded: a second forward (the first one is an inference
+    # forward, as the memory figures say), about as long as the first, so run only when first asked for
+    # (`Report.saved_activation_bytes`, `training_bytes`). `fast=False` runs it at once, the slow oracle.
+    def measure_saved() -> int:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the model's own warnings were shown by the first forward
+            try:
+                again = _run(twin, args, kwargs, fast, device_context, saved=True)
+            except _Failed as f:
+                raise CnnlabError(f"{label}: the forward fails with autograd recording: {f.error}") from f.error
+        return sum(again.saved.values())
+
+    saved: int | Callable[[], int] = measure_saved if fast else measure_saved()
+    return _report(label, twin, session, input_shape, batch_size, dtype, train, optimizer, strict, depth, saved)
 
 
 class _Failed(Exception):
@@ -229,17 +245,20 @@ class _Failed(Exception):
         self.session, self.error = session, error
 
 
-def _run(twin: nn.Module, args: tuple, kwargs: dict, fast: bool, device_context: bool) -> Session:
+def _run(twin: nn.Module, args: tuple, kwargs: dict, fast: bool, device_context: bool, saved: bool) -> Session:
+    """One counted forward of the twin. `saved=True` also records autograd's graph to measure what it saves
+    for backward (slower: only when asked, see `Report.saved_activation_bytes`)."""
     session = Session(twin, fast)
     for t in {id(t): t for t in _tensors((args, kwargs))}.values():
         session.register_input(t)
-    session.attach()
+    session.attach(wrappers=fast)
     try:
         with contextlib.ExitStack() as stack:
-            stack.enter_context(torch.enable_grad())  # to measure what autograd saves for backward
+            stack.enter_context(torch.enable_grad() if saved else torch.no_grad())
             if device_context:
                 stack.enter_context(torch.device("meta"))
-            stack.enter_context(torch.autograd.graph.saved_tensors_hooks(session.pack, session.unpack))
+            if saved:
+                stack.enter_context(torch.autograd.graph.saved_tensors_hooks(session.pack, session.unpack))
             stack.enter_context(CountingMode(session))
             out = twin(*args, **kwargs)
             del out
@@ -289,6 +308,7 @@ def _report(
     optimizer: str,
     strict: bool,
     depth: int | None,
+    saved: int | Callable[[], int],
 ) -> Report:
     if session.unsupported:
         ops = ", ".join(f"{k} x{v}" for k, v in sorted(session.unsupported.items()))
@@ -307,7 +327,6 @@ def _report(
     buffer_bytes = sum(b.numel() * b.element_size() for b in session.buffers)
     grad_bytes = sum(p.numel() * p.element_size() for p in trainable)
     optimizer_state_bytes = OPTIMIZER_COPIES[optimizer] * grad_bytes
-    saved = sum(session.saved.values())
     warns = []
     if session.misaligned:
         names = {id(c): r.name or label for c, r in zip(session.calls, rows)}
@@ -331,13 +350,12 @@ def _report(
         flops=flops,
         total_activation_bytes=session.written_bytes,
         peak_activation_bytes=session.peak_bytes,
-        saved_activation_bytes=saved,
         param_bytes=param_bytes,
         buffer_bytes=buffer_bytes,
         grad_bytes=grad_bytes,
         optimizer=optimizer,
         optimizer_state_bytes=optimizer_state_bytes,
-        training_bytes=saved + param_bytes + buffer_bytes + grad_bytes + optimizer_state_bytes,
+        saved_bytes=saved,
         receptive_field=rf.max_size if rf is not None else None,
         jump=rf.max_jump if rf is not None else None,
         global_context=session.global_context,

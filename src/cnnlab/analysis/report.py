@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,19 +85,38 @@ class Report:
     flops: int
     total_activation_bytes: int
     peak_activation_bytes: int
-    saved_activation_bytes: int
     param_bytes: int
     buffer_bytes: int
     grad_bytes: int
     optimizer: str
     optimizer_state_bytes: int
-    training_bytes: int
     receptive_field: int | float | None
     jump: int | float | None
     global_context: bool
     unsupported: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     depth: int | None = None
+    # What autograd saves for backward, or the function that measures it (a second forward, run when first
+    # asked for): see `saved_activation_bytes`.
+    saved_bytes: int | Callable[[], int] = field(default=0, repr=False, compare=False)
+
+    @property
+    def saved_activation_bytes(self) -> int:
+        """Bytes of the activations autograd saves for backward (weights excluded), measured on first use."""
+        if callable(self.saved_bytes):
+            self.saved_bytes = int(self.saved_bytes())
+        return self.saved_bytes
+
+    @property
+    def training_bytes(self) -> int:
+        """Saved activations + params + buffers + grads + optimizer state (see the class docstring)."""
+        return (
+            self.saved_activation_bytes
+            + self.param_bytes
+            + self.buffer_bytes
+            + self.grad_bytes
+            + self.optimizer_state_bytes
+        )
 
     # ---- tables ----
 
