@@ -4,7 +4,6 @@ state: hooks live on the twin, the mode and the saved-tensor hooks are context m
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import weakref
 from collections import Counter, OrderedDict
@@ -59,7 +58,9 @@ def _meta(t: torch.Tensor, memo: dict[int, Any]) -> torch.Tensor:
     if id(t) not in memo:
         # empty_strided, not empty_like: the latter is a slow Python decomposition on meta
         meta = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
-        memo[id(t)] = nn.Parameter(meta, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else meta
+        # type() first: isinstance(t, nn.Parameter) goes through a Python metaclass check
+        is_param = type(t) is nn.Parameter or (type(t) is not torch.Tensor and isinstance(t, nn.Parameter))
+        memo[id(t)] = nn.Parameter(meta, requires_grad=t.requires_grad) if is_param else meta
     return memo[id(t)]
 
 
@@ -136,7 +137,10 @@ def _flat(args: tuple) -> list[torch.Tensor]:
 class Plan:
     """What to do with one aten overload, decided once per overload (hashing ops is slow in Python)."""
 
-    __slots__ = ("func", "name", "cost", "shape", "window", "reduce", "matmul", "resample", "slice", "pad", "reshape")
+    __slots__ = (
+        "func", "name", "cost", "shape", "window", "reduce", "matmul", "resample", "slice", "pad", "reshape",
+        "special", "tensor_args", "list_args",
+    )  # fmt: skip
 
     def __init__(self, func: torch._ops.OpOverload):
         packet = func.overloadpacket
@@ -151,6 +155,23 @@ class Plan:
         self.slice = packet is formulas.aten.slice
         self.pad = packet is formulas.aten.constant_pad_nd
         self.reshape = packet in _RESHAPE_OPS
+        # Most ops (pointwise, batch norm, copies) pass their inputs' fields on: one flag to test for the others.
+        self.special = (
+            self.window or self.reduce or self.matmul or self.resample or self.slice or self.pad or self.reshape
+        )
+        # Which positional arguments can hold tensors, from the schema: scanning all of them with isinstance
+        # is a few microseconds per op. None: an unusual schema, scanned in full (_flat).
+        self.tensor_args: tuple[int, ...] | None = ()
+        self.list_args: tuple[int, ...] = ()
+        try:
+            kinds = [str(a.type) for a in func._schema.arguments]
+        except Exception:  # noqa: BLE001 - any op without a readable schema takes the general path
+            self.tensor_args = None
+        else:
+            self.tensor_args = tuple(i for i, k in enumerate(kinds) if k in ("Tensor", "Optional[Tensor]"))
+            self.list_args = tuple(i for i, k in enumerate(kinds) if "Tensor" in k and k.startswith("List["))
+            if any("Tensor" in k for i, k in enumerate(kinds) if i not in self.tensor_args + self.list_args):
+                self.tensor_args = None
 
 
 _PLANS: dict[int, Plan] = {}
@@ -191,6 +212,12 @@ def _entries(rf: RField) -> RField:
     """The field with one entry per trailing axis. After a reshape that merged the tracked axes this is an
     approximation (a crop or pad of a merged axis has no exact field): the trailing entries stand for them."""
     return rf if rf.aligned else RField(rf.size, rf.jump, rf.start)
+
+
+class _Ref(weakref.ref):
+    """A weak reference to an activation that says which storage it keeps alive (no closure per tensor)."""
+
+    __slots__ = ("key", "serial")
 
 
 class Call:
@@ -241,7 +268,7 @@ class Session:
         # memory: storage key -> [serial, nbytes, live tensor count]
         self.foreign = {t.untyped_storage()._cdata for t in (*self.params, *self.buffers)}
         self.storages: dict[int, list[int]] = {}
-        self._refs: list[weakref.ref] = []
+        self._refs: list[_Ref] = []
         self._serial = 0
         self.live_bytes = self.peak_bytes = self.written_bytes = 0
         self.saved: dict[Any, int] = {}
@@ -346,28 +373,59 @@ class Session:
         return out
 
     def on_op(self, plan: Plan, args: tuple, kwargs: dict, out: Any) -> None:
-        call = self.stack[-1] if self.stack else None
-        if plan.cost is None:
+        # The hot path of an analysis (one call per aten op): written out flat, the common cases first.
+        stack = self.stack
+        call = stack[-1] if stack else None
+        cost = plan.cost
+        if cost is None:
             self.unsupported[plan.name] += 1
-        else:
-            macs, flops = plan.cost(args, kwargs, out)
+        elif cost is not formulas._no_cost:  # data movement: zero by definition, nothing to add
+            macs, flops = cost(args, kwargs, out)
             if call is not None:
                 call.macs += macs
                 call.flops += flops
             else:
                 self.orphan_macs += macs
                 self.orphan_flops += flops
-        ins = _flat(args)
+        idx = plan.tensor_args
+        if idx is None or plan.list_args:
+            ins = _flat(args)
+        else:
+            n = len(args)
+            ins = [a for a in [args[i] for i in idx if i < n] if isinstance(a, torch.Tensor)]
         if kwargs:
             ins += _flat(tuple(kwargs.values()))
-        outs = [out] if isinstance(out, torch.Tensor) else _flat(out) if isinstance(out, (tuple, list)) else []
-        if not outs:
+        if isinstance(out, torch.Tensor):
+            outs = [out]
+        elif isinstance(out, (tuple, list)):
+            outs = _flat(out)
+            if not outs:
+                return
+        else:
             return
-        self._field(plan, args, kwargs, out, ins, outs, call)
+        if plan.special:
+            self._field(plan, args, kwargs, out, ins, outs, call)
+        elif ins:  # pointwise, norms, copies: the inputs' field passes on
+            rf = getattr(ins[0], _RF_ATTR, None)
+            if len(ins) > 1:
+                fields = [getattr(t, _RF_ATTR, None) for t in ins]
+                if len(fields) > 2 or fields[1] is not None:
+                    rf, misaligned, saw_global = receptive.merge(fields)
+                    if misaligned and call is not None:
+                        self.misaligned[id(call)] += 1
+                    if saw_global and isinstance(rf, RField):
+                        self.global_context = True
+            if rf is not None:
+                self._set_field(rf, outs)
         for o in outs:
-            self._track(o, ins)
+            for i in ins:
+                if o is i:  # in-place result: the same tensor, already counted
+                    break
+            else:
+                self._track(o)
 
     def _field(self, plan: Plan, args, kwargs, out, ins, outs, call) -> None:
+        """The receptive field of the ops that change it (windows, reductions, crops, reshapes, ...)."""
         fields = [getattr(t, _RF_ATTR, None) for t in ins]
         if plan.window:
             w = formulas.window(plan.func, args, kwargs, out)
@@ -401,25 +459,26 @@ class Session:
                     self.misaligned[id(call)] += 1
                 if saw_global and isinstance(rf, RField):
                     self.global_context = True
-        if rf is None:
-            return
+        if rf is not None:
+            self._set_field(rf, outs)
+
+    def _set_field(self, rf: RField | str, outs: list[torch.Tensor]) -> None:
         for o in outs:
-            with contextlib.suppress(AttributeError, RuntimeError):  # a tensor subclass with __slots__
+            try:  # noqa: SIM105 - try/except is cheaper than contextlib.suppress on this hot path
                 setattr(o, _RF_ATTR, rf)
-        if isinstance(rf, RField) and outs[0].dim() >= 3:
+            except (AttributeError, RuntimeError):  # a tensor subclass with __slots__
+                pass
+        if type(rf) is RField and outs[0].dim() >= 3:
             self.last_field = rf
 
     # ---- activation memory ----
 
     def register_input(self, t: torch.Tensor) -> None:
-        self._track(t, [])
+        self._track(t)
         self.written_bytes -= t.untyped_storage().nbytes()  # live from the start, but not written by the model
         setattr(t, _RF_ATTR, receptive.input_field(max(1, min(t.dim() - 2, 3))))
 
-    def _track(self, t: torch.Tensor, ins: list[torch.Tensor]) -> None:
-        for i in ins:
-            if t is i:  # in-place result: the same tensor, already counted
-                return
+    def _track(self, t: torch.Tensor) -> None:
         storage = t.untyped_storage()
         key = storage._cdata
         entry = self.storages.get(key)
@@ -434,19 +493,18 @@ class Session:
             if self.live_bytes > self.peak_bytes:
                 self.peak_bytes = self.live_bytes
         entry[2] += 1
-        self._refs.append(weakref.ref(t, self._release_cb(key, entry[0])))
+        ref = _Ref(t, self._release)
+        ref.key, ref.serial = key, entry[0]
+        self._refs.append(ref)
 
-    def _release_cb(self, key: int, serial: int):
-        def release(_ref: weakref.ref) -> None:
-            entry = self.storages.get(key)
-            if entry is None or entry[0] != serial:
-                return
-            entry[2] -= 1
-            if entry[2] == 0:
-                self.live_bytes -= entry[1]
-                del self.storages[key]
-
-        return release
+    def _release(self, ref: _Ref) -> None:
+        entry = self.storages.get(ref.key)
+        if entry is None or entry[0] != ref.serial:
+            return
+        entry[2] -= 1
+        if entry[2] == 0:
+            self.live_bytes -= entry[1]
+            del self.storages[ref.key]
 
     def stop_tracking(self) -> None:
         self._refs.clear()  # dropping the weakrefs first: no callback fires after the analysis

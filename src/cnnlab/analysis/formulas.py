@@ -26,15 +26,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 aten = torch.ops.aten
 
 
-@dataclass(frozen=True)
-class Window:
+class Window(NamedTuple):
     """A sliding-window op's geometry, per spatial axis: what the receptive field needs."""
 
     kernel: tuple[int, ...]
@@ -57,6 +56,8 @@ def _first(out: Any) -> torch.Tensor:
 
 
 def _tuple(v: Any, n: int, default: Sequence[int] | None = None) -> tuple[int, ...]:
+    if type(v) is list and len(v) == n and all(type(x) is int for x in v):  # the usual aten argument
+        return tuple(v)
     if v is None or (isinstance(v, (list, tuple)) and len(v) == 0):
         v = default
     if isinstance(v, int):
