@@ -4,7 +4,8 @@
     def add_arguments(p: argparse.ArgumentParser) -> None
     def run(args: argparse.Namespace) -> int
 
-Subcommands are thin wrappers over the library. A CnnlabError (or ValueError/TypeError/KeyError raised by bad
+A module may set `NAME` to choose its command name (`main_job.py` is `cnnlab main`: a module named `main` would
+shadow this package's `main` function). Subcommands are thin wrappers over the library. A CnnlabError (or ValueError/TypeError/KeyError raised by bad
 input) becomes one line on stderr and exit code 2, never a traceback.
 """
 
@@ -33,7 +34,8 @@ def _commands() -> dict[str, object]:
     for mod in pkgutil.iter_modules(__path__):
         if mod.name.startswith("_") or mod.name in _NOT_COMMANDS:
             continue
-        found[mod.name.replace("_", "-")] = importlib.import_module(f"{__name__}.{mod.name}")
+        module = importlib.import_module(f"{__name__}.{mod.name}")
+        found[getattr(module, "NAME", mod.name.replace("_", "-"))] = module
     return dict(sorted(found.items()))
 
 

@@ -12,6 +12,7 @@ import os
 import time
 from pathlib import Path
 
+NAME = "main"
 HELP = "the main job that `make run` runs: train ResNet-20 on the embedded shapes set and report"
 
 
