@@ -22,11 +22,13 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed-run
 	$(BIN)/cnnlab main
 
-# The default suite (~10 minutes on 2 cores); tests marked `slow` run in `make test-slow` (CI runs both).
+# The default suite (~10 minutes on 2 cores, two pytest workers of one torch thread each); tests marked `slow`
+# run in `make test-slow`, one at a time (they time subprocesses and DDP runs). CI runs both.
+PYTEST_WORKERS ?= 2
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test-slow: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)

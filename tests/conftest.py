@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One torch thread per pytest worker: two workers with two OpenMP threads each on two cores spin at
+    # barriers and run several times slower than one thread each.
+    torch.set_num_threads(1)
 SHARED = REPO.parent / "shared"
 
 

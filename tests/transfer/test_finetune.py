@@ -55,7 +55,7 @@ def test_frozen_parts_get_no_gradient_and_keep_bn_statistics():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     set_train_mode(model, plan)
     assert model.training and model.head.training
-    assert not any(m.training for m in model.stages.modules())
+    assert not any(m.training for stage in model.stages for m in stage.modules())
     x = torch.randn(4, 3, 32, 32)
     out = model(x)
     out = out.logits if hasattr(out, "logits") else out

@@ -251,7 +251,7 @@ def _run(twin: nn.Module, args: tuple, kwargs: dict, fast: bool, device_context:
     session = Session(twin, fast)
     for t in {id(t): t for t in _tensors((args, kwargs))}.values():
         session.register_input(t)
-    session.attach(wrappers=fast)
+    session.attach(wrappers=fast, shortcuts=fast and not saved)
     try:
         with contextlib.ExitStack() as stack:
             stack.enter_context(torch.enable_grad() if saved else torch.no_grad())

@@ -214,6 +214,43 @@ def _entries(rf: RField) -> RField:
     return rf if rf.aligned else RField(rf.size, rf.jump, rf.start)
 
 
+# ---- module shortcuts ----
+# A stock Conv2d or eval-mode BatchNorm2d sends exactly one costed aten op down to the dispatch mode, after a
+# few Python and C++ layers (the module's forward, F.conv2d / F.batch_norm, composite ops) that cost more than
+# the op's own bookkeeping. With autograd off (the counting forward), the wrapper hands that op to the session
+# directly: the same op, arguments and bookkeeping, so the same report (the fast=False oracle runs the modules
+# and is compared in tests). Anything unusual (subclasses, other padding modes, string padding, training mode,
+# an input the shape formula does not take) runs the module's real forward.
+
+
+def _conv2d_shortcut(m: nn.Conv2d, args: tuple, kwargs: dict, run_op: Any) -> Any:
+    x = args[0]
+    if m.padding_mode != "zeros" or isinstance(m.padding, str) or type(x) is not torch.Tensor or x.dim() != 4:
+        return None
+    op_args = (x, m.weight, m.bias, list(m.stride), list(m.padding), list(m.dilation), False, [0, 0], m.groups)
+    if not (x.is_meta and x.is_floating_point()):
+        return None
+    return run_op(_CONV, op_args, {}, strict_shape=True)
+
+
+def _batch_norm2d_shortcut(m: nn.BatchNorm2d, args: tuple, kwargs: dict, run_op: Any) -> Any:
+    x = args[0]
+    if m.training or m.running_mean is None or m.running_var is None or type(x) is not torch.Tensor:
+        return None
+    if x.dim() != 4 or not (x.is_meta and x.is_floating_point()):
+        return None
+    momentum = 0.0 if m.momentum is None else m.momentum
+    op_args = (x, m.weight, m.bias, m.running_mean, m.running_var, False, momentum, m.eps)
+    # The composite batch_norm also makes an empty (0-byte) reserve tensor first: it changes no figure.
+    out = run_op(_BATCH_NORM, op_args, {}, strict_shape=True)
+    return None if out is None else out[0]
+
+
+_CONV = formulas.aten.convolution.default
+_BATCH_NORM = formulas.aten.native_batch_norm.default
+_SHORTCUTS: dict[type, Any] = {nn.Conv2d: _conv2d_shortcut, nn.BatchNorm2d: _batch_norm2d_shortcut}
+
+
 class _Ref(weakref.ref):
     """A weak reference to an activation that says which storage it keeps alive (no closure per tensor)."""
 
@@ -273,20 +310,22 @@ class Session:
         self.live_bytes = self.peak_bytes = self.written_bytes = 0
         self.saved: dict[Any, int] = {}
         self._attached: list[tuple[nn.Module, Any]] = []
-        self._wrapped = False
+        self._wrapped = self._shortcuts = False
 
     # ---- module calls (on the twin, which is thrown away; detach() tidies up all the same) ----
 
     _KEY = "cnnlab.analysis"
 
-    def attach(self, wrappers: bool = True) -> None:
+    def attach(self, wrappers: bool = True, shortcuts: bool = False) -> None:
         """Record every module call of the twin.
 
         `wrappers=True` shadows each twin module's `forward` with an instance attribute that records the call:
         without hooks, `Module.__call__` takes its fast path, which saves about a fifth of an analysis. It also
         sees `module.forward(x)` called directly, which hooks miss. `wrappers=False` uses forward pre/post hooks
-        (the slow oracle: the reports are compared in a test)."""
+        (the slow oracle: the reports are compared in a test). `shortcuts` (only for a forward without autograd,
+        which they bypass) lets stock conv and batch-norm modules hand their op to the session directly."""
         self._wrapped = wrappers
+        self._shortcuts = shortcuts
         for m in self.modules:
             if wrappers:
                 own = m.__dict__.get("forward", _ABSENT)
@@ -301,6 +340,19 @@ class Session:
 
     def _wrap(self, module: nn.Module, forward: Any) -> Any:
         pre, post = self._pre, self._post
+        shortcut = _SHORTCUTS.get(type(module)) if self._shortcuts else None
+        if shortcut is not None:
+            run_op = self.run_op
+
+            def forward_shortcut(*args: Any, **kwargs: Any) -> Any:
+                pre(module, args, kwargs)
+                out = shortcut(module, args, kwargs, run_op) if len(args) == 1 and not kwargs else None
+                if out is None:
+                    out = forward(*args, **kwargs)
+                post(module, args, kwargs, out)
+                return out
+
+            return forward_shortcut
 
         def forward_recorded(*args: Any, **kwargs: Any) -> Any:
             pre(module, args, kwargs)
@@ -357,7 +409,9 @@ class Session:
 
     # ---- ops ----
 
-    def run_op(self, func: torch._ops.OpOverload, args: tuple, kwargs: dict) -> Any:
+    def run_op(self, func: torch._ops.OpOverload, args: tuple, kwargs: dict, strict_shape: bool = False) -> Any:
+        """Run (or shape) one aten op and count it. `strict_shape`: return None, counting nothing, when the shape
+        formula does not take the arguments (a module shortcut then runs the real forward)."""
         plan = plan_for(func)
         out = None
         if self.fast and plan.shape is not None and args:
@@ -368,6 +422,8 @@ class Session:
                 if out is shapes.FALLBACK:
                     out = None
         if out is None:
+            if strict_shape:
+                return None
             out = func(*args, **kwargs)
         self.on_op(plan, args, kwargs, out)
         return out

@@ -336,6 +336,13 @@ class Augment:
         return y.add_(shift)
 
 
+def slice_params(params: list[tuple[Op, dict]], lo: int, hi: int) -> list[tuple[Op, dict]]:
+    """Rows [lo, hi) of parameters drawn by Augment.sample for a larger batch (every tensor in them is
+    per-sample along dim 0): a rank's share of a global batch's draws, so its images get exactly the
+    augmentation they would get in a single process."""
+    return [(op, {k: v[lo:hi] if isinstance(v, torch.Tensor) else v for k, v in p.items()}) for op, p in params]
+
+
 def index_maps(pending: list[tuple[Op, dict]], b: int, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, int, int]:
     """Compose flip/crop/rcrop into source row and column indices (B, Ho) and (B, Wo).
 
