@@ -3,9 +3,12 @@ and the analysis of the whole cnnlab zoo.
 
 Timed regions:
 - analyze: `analyze(model, (3, 224, 224))` on a real (CPU, float32) torchvision ResNet-50: building the meta
-  twin, the counted forward on meta tensors, the report. The model is left untouched.
+  twin, the counted forward on meta tensors, the report. The model is left untouched. The training-memory
+  estimate needs a second forward with autograd recording, run only when first read: it is timed apart as
+  "analyze + training_bytes" (`analyze(model, (3, 224, 224)).training_bytes`).
 - torchinfo: `torchinfo.summary(model, input_size=(1, 3, 224, 224), verbose=0)` on the same model: a real CPU
   forward with its hooks (that is how torchinfo works).
+The timed functions take turns run by run (the same load falls on each).
 - zoo: `analyze(name)` for every name of `cnnlab.list_models()` at its default input size, built on meta.
 
 Writes benchmarks/results/analyzer_<machine>.csv (one row of medians; `--csv` to choose another path).
@@ -26,16 +29,20 @@ import warnings
 from pathlib import Path
 
 
-def _times(fn, runs: int) -> tuple[list[float], list[float]]:
-    """Wall-clock and CPU (this process) seconds per run; CPU time is the fairer figure on a shared machine."""
-    fn()  # warm-up: imports, first-call caches
-    wall, cpu = [], []
+def _times(fns: list, runs: int) -> list[tuple[list[float], list[float]]]:
+    """Wall-clock and CPU (this process) seconds per run of each function; CPU time is the fairer figure on a
+    shared machine. The functions take turns run by run, so that a change in the machine's load (other jobs)
+    falls on all of them alike and their ratio stays meaningful."""
+    for fn in fns:
+        fn()  # warm-up: imports, first-call caches
+    out: list[tuple[list[float], list[float]]] = [([], []) for _ in fns]
     for _ in range(runs):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return wall, cpu
+        for fn, (wall, cpu) in zip(fns, out):
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+    return out
 
 
 def _fmt(ts: tuple[list[float], list[float]]) -> str:
@@ -69,22 +76,33 @@ def main(argv: list[str] | None = None) -> int:
 
     model = torchvision.models.resnet50()
     results: dict[str, float] = {}
-    t_an = _times(lambda: analyze(model, (3, 224, 224)), args.runs)
-    print(f"analyze   resnet50@224: {_fmt(t_an)}")
-    results["analyze_resnet50_s"] = statistics.median(t_an[0])
-    results["analyze_resnet50_cpu_s"] = statistics.median(t_an[1])
     try:
         import torchinfo
     except ImportError:
+        torchinfo = None
         print("torchinfo is not installed: no baseline")
-    else:
-        t_ti = _times(lambda: torchinfo.summary(model, input_size=(1, 3, 224, 224), verbose=0), args.runs)
+    fns = [lambda: analyze(model, (3, 224, 224)), lambda: analyze(model, (3, 224, 224)).training_bytes]
+    if torchinfo is not None:
+        fns.append(lambda: torchinfo.summary(model, input_size=(1, 3, 224, 224), verbose=0))
+    timed = _times(fns, args.runs)
+    t_an = timed[0]
+    print(f"analyze   resnet50@224: {_fmt(t_an)}")
+    results["analyze_resnet50_s"] = statistics.median(t_an[0])
+    results["analyze_resnet50_cpu_s"] = statistics.median(t_an[1])
+    t_tr = timed[1]
+    print(f"analyze + training_bytes: {_fmt(t_tr)}")
+    results["analyze_training_resnet50_cpu_s"] = statistics.median(t_tr[1])
+    if torchinfo is not None:
+        t_ti = timed[2]
         print(f"torchinfo resnet50@224: {_fmt(t_ti)}")
         results["torchinfo_resnet50_s"] = statistics.median(t_ti[0])
         results["torchinfo_resnet50_cpu_s"] = statistics.median(t_ti[1])
         wall = statistics.median(t_ti[0]) / statistics.median(t_an[0])
         cpu = statistics.median(t_ti[1]) / statistics.median(t_an[1])
         print(f"speed-up (median torchinfo / median analyze): wall {wall:.1f}x, cpu {cpu:.1f}x")
+        results["speedup_cpu"] = round(cpu, 2)
+        full = statistics.median(t_ti[1]) / statistics.median(t_tr[1])
+        print(f"speed-up with training_bytes too: cpu {full:.1f}x")
 
     if not args.no_zoo:
         names = cnnlab.list_models()

@@ -105,3 +105,37 @@ def test_reports_match_channels_last_and_transposed():
     model = model.to(memory_format=torch.channels_last)
     _fast_vs_slow(model, inputs=torch.empty(2, 3, 16, 16).to(memory_format=torch.channels_last))
     _fast_vs_slow(model, input_size=(3, 16, 16), train=True, batch_size=2)
+
+
+def test_module_shortcuts_match_the_real_forward():
+    # Stock Conv2d / eval BatchNorm2d / ReLU modules hand their op to the session directly in the counting
+    # forward; every variant the shortcut must refuse (and run for real) is here too, compared with the slow path.
+    class Sub(nn.Conv2d):  # a subclass may override anything: never short-cut
+        pass
+
+    def model(momentum: float | None) -> nn.Module:
+        return nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding="same"), nn.BatchNorm2d(8, momentum=momentum), nn.ReLU(),
+            nn.Conv2d(8, 8, 3, padding=2, padding_mode="reflect", dilation=2),
+            nn.BatchNorm2d(8, track_running_stats=False), nn.ReLU(inplace=True),
+            Sub(8, 8, 3, stride=2, groups=4, bias=False), nn.BatchNorm2d(8, affine=False), nn.Conv2d(8, 4, 1),
+        )  # fmt: skip
+
+    # The first run of some meta kernels in a process keeps its inputs alive a little longer (torch's lazy
+    # set-up), which raises the slow path's peak once: warm them up first.
+    analyze(model(None).eval(), (3, 16, 16), batch_size=2, fast=False)
+    analyze(model(0.1), (3, 16, 16), batch_size=2, fast=False, train=True)
+    _fast_vs_slow(model(None).eval(), input_size=(3, 16, 16), batch_size=2)
+    _fast_vs_slow(model(0.1), input_size=(3, 16, 16), batch_size=2, train=True)
+    # unbatched input: the shortcut leaves it to Conv2d's own forward
+    _fast_vs_slow(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), inputs=torch.zeros(3, 8, 8))
+
+
+def test_counting_forward_leaves_the_twin_unwrapped():
+    from cnnlab.analysis.api import _run
+    from cnnlab.analysis.counter import meta_twin
+
+    twin = meta_twin(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()), training=False)
+    _run(twin, (torch.empty(1, 3, 8, 8, device="meta"),), {}, True, False, saved=False)
+    assert all("forward" not in m.__dict__ for m in twin.modules())
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in twin.modules())

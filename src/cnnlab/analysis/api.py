@@ -248,10 +248,13 @@ class _Failed(Exception):
 def _run(twin: nn.Module, args: tuple, kwargs: dict, fast: bool, device_context: bool, saved: bool) -> Session:
     """One counted forward of the twin. `saved=True` also records autograd's graph to measure what it saves
     for backward (slower: only when asked, see `Report.saved_activation_bytes`)."""
-    session = Session(twin, fast)
+    # The fast measuring forward skips what it does not need (module calls, costs, fields); the slow one is the
+    # whole analysis with autograd on, the oracle it is compared with.
+    session = Session(twin, fast, saved_only=saved and fast)
     for t in {id(t): t for t in _tensors((args, kwargs))}.values():
         session.register_input(t)
-    session.attach(wrappers=fast, shortcuts=fast and not saved)
+    if not session.saved_only:
+        session.attach(wrappers=fast, shortcuts=fast and not saved)
     try:
         with contextlib.ExitStack() as stack:
             stack.enter_context(torch.enable_grad() if saved else torch.no_grad())

@@ -1,6 +1,7 @@
-"""Op-level counting: a TorchDispatchMode sees every aten op as it runs on meta tensors, and temporary hooks on a
-meta twin of the model say which module call is running. Nothing here touches the user's model or global torch
-state: hooks live on the twin, the mode and the saved-tensor hooks are context managers."""
+"""Op-level counting: a TorchDispatchMode sees every aten op as it runs on meta tensors, and temporary forward
+wrappers (or hooks, in the slow oracle) on a meta twin of the model say which module call is running. Nothing here
+touches the user's model or global torch state: wrappers and hooks live on the twin, the mode and the saved-tensor
+hooks are context managers."""
 
 from __future__ import annotations
 
@@ -215,7 +216,7 @@ def _entries(rf: RField) -> RField:
 
 
 # ---- module shortcuts ----
-# A stock Conv2d or eval-mode BatchNorm2d sends exactly one costed aten op down to the dispatch mode, after a
+# A stock Conv2d, eval-mode BatchNorm2d or ReLU sends exactly one costed aten op down to the dispatch mode, after a
 # few Python and C++ layers (the module's forward, F.conv2d / F.batch_norm, composite ops) that cost more than
 # the op's own bookkeeping. With autograd off (the counting forward), the wrapper hands that op to the session
 # directly: the same op, arguments and bookkeeping, so the same report (the fast=False oracle runs the modules
@@ -246,9 +247,22 @@ def _batch_norm2d_shortcut(m: nn.BatchNorm2d, args: tuple, kwargs: dict, run_op:
     return None if out is None else out[0]
 
 
+def _relu_shortcut(m: nn.ReLU, args: tuple, kwargs: dict, run_op: Any) -> Any:
+    x = args[0]
+    if type(x) is not torch.Tensor or not (x.is_meta and x.is_floating_point()):
+        return None
+    return run_op(_RELU_ if m.inplace else _RELU, (x,), {}, strict_shape=True)
+
+
+_NO_DISPATCH = torch._C._DisableTorchDispatch
+_RELU, _RELU_ = formulas.aten.relu.default, formulas.aten.relu_.default
 _CONV = formulas.aten.convolution.default
 _BATCH_NORM = formulas.aten.native_batch_norm.default
-_SHORTCUTS: dict[type, Any] = {nn.Conv2d: _conv2d_shortcut, nn.BatchNorm2d: _batch_norm2d_shortcut}
+_SHORTCUTS: dict[type, Any] = {
+    nn.Conv2d: _conv2d_shortcut,
+    nn.BatchNorm2d: _batch_norm2d_shortcut,
+    nn.ReLU: _relu_shortcut,
+}
 
 
 class _Ref(weakref.ref):
@@ -278,9 +292,10 @@ class Call:
 class Session:
     """State of one analysis: the call tree, costs, receptive fields and activation lifetimes."""
 
-    def __init__(self, model: nn.Module, fast: bool = True):
+    def __init__(self, model: nn.Module, fast: bool = True, saved_only: bool = False):
         self.model = model
         self.fast = fast
+        self.saved_only = saved_only
         self.stack: list[Call] = []
         self.calls: list[Call] = []
         self.unsupported: Counter[str] = Counter()
@@ -346,12 +361,17 @@ class Session:
 
             def forward_shortcut(*args: Any, **kwargs: Any) -> Any:
                 pre(module, args, kwargs)
-                out = shortcut(module, args, kwargs, run_op) if len(args) == 1 and not kwargs else None
+                out = None
+                if len(args) == 1 and not kwargs:
+                    # As inside __torch_dispatch__: the tensors the shape formula makes are not ops to count.
+                    with _NO_DISPATCH():
+                        out = shortcut(module, args, kwargs, run_op)
                 if out is None:
                     out = forward(*args, **kwargs)
                 post(module, args, kwargs, out)
                 return out
 
+            forward_shortcut.__wrapped__ = forward  # inspect.signature(module.forward) still sees the real one
             return forward_shortcut
 
         def forward_recorded(*args: Any, **kwargs: Any) -> Any:
@@ -362,6 +382,7 @@ class Session:
             post(module, args, kwargs, out)
             return out
 
+        forward_recorded.__wrapped__ = forward  # inspect.signature(module.forward) still sees the real one
         return forward_recorded
 
     def detach(self) -> None:
@@ -430,6 +451,12 @@ class Session:
 
     def on_op(self, plan: Plan, args: tuple, kwargs: dict, out: Any) -> None:
         # The hot path of an analysis (one call per aten op): written out flat, the common cases first.
+        if self.saved_only:  # the forward that measures what autograd saves needs only the tensors' identities
+            outs = [out] if isinstance(out, torch.Tensor) else _flat(out) if isinstance(out, (tuple, list)) else []
+            for o in outs:
+                if not any(o is a for a in args):
+                    self._track(o)
+            return
         stack = self.stack
         call = stack[-1] if stack else None
         cost = plan.cost
