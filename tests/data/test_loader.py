@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from cnnlab import data
+from cnnlab.data.loader import _mix
 from cnnlab.errors import CnnlabError
 
 SPEC = "shapes:train=230,test=50,size=16"
@@ -42,6 +43,7 @@ def _epoch_indices(loader: data.Loader) -> list[int]:
 @pytest.mark.parametrize(("world", "drop_last"), [(1, False), (2, False), (3, False), (4, True), (7, False)])
 def test_shards_are_disjoint_and_cover_the_epoch(ds: data.Dataset, world: int, drop_last: bool) -> None:
     shards = []
+    order = data.Loader(ds, batch_size=16, seed=3).order(5)
     for rank in range(world):
         loader = data.Loader(ds, batch_size=16, seed=3, rank=rank, world_size=world, drop_last=drop_last)
         loader.set_epoch(5)
@@ -50,15 +52,76 @@ def test_shards_are_disjoint_and_cover_the_epoch(ds: data.Dataset, world: int, d
         assert torch.equal(seen, ds.y[idx])  # the batches are exactly these samples, in this order
         shards.append(set(idx))
         assert len(idx) == len(set(idx))
+        # rank r's part of global batch b is a contiguous slice of it, and b's slices go to the ranks in order
+        lo = rank * 16 // world
+        assert idx[: 16 // world] == order[lo : lo + 16 // world].tolist()
     for a in range(world):
         for b in range(a + 1, world):
             assert not shards[a] & shards[b]
     union = set().union(*shards)
     if drop_last:
         lens = {len(s) for s in shards}
-        assert len(lens) == 1 and len(union) >= len(ds) - world * 16
+        assert len(lens) == 1 and union == set(order[: len(ds) // 16 * 16].tolist())
     else:
         assert union == set(range(len(ds)))
+
+
+AUG = "flip,crop:2,rcrop:14,jitter:0.3,pca:0.1,cutout:4"
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_ranks_together_make_the_single_process_batches(ds: data.Dataset, world: int) -> None:
+    """Same global batch: the ranks' batches, concatenated in rank order, are the one-process batch, pixel
+    for pixel (the augmentation is drawn per global batch, not per rank)."""
+    single = data.Loader(ds, batch_size=30, augment=AUG, seed=4, drop_last=True)
+    ranks = [data.Loader(ds, batch_size=30, augment=AUG, seed=4, rank=r, world_size=world, drop_last=True)
+             for r in range(world)]  # fmt: skip
+    for loader in (single, *ranks):
+        loader.set_epoch(2)
+    n = 0
+    for (x, y), *parts in zip(single, *ranks):
+        assert torch.equal(torch.cat([p[1] for p in parts]), y)
+        assert torch.equal(torch.cat([p[0] for p in parts]), x)
+        n += 1
+    assert n == len(single) == 7
+
+
+def test_iter_from_is_the_tail_of_a_full_pass(ds: data.Dataset) -> None:
+    a = data.Loader(ds, batch_size=32, augment=AUG, seed=1, rank=1, world_size=2)
+    b = data.Loader(ds, batch_size=32, augment=AUG, seed=1, rank=1, world_size=2)
+    a.set_epoch(3)
+    b.set_epoch(3)
+    full = list(a)
+    tail = list(b.iter_from(5))
+    assert len(full) == len(a) == 8 and len(tail) == 3
+    for (x1, y1), (x2, y2) in zip(full[5:], tail):
+        assert torch.equal(x1, x2) and torch.equal(y1, y2)
+    assert b.epoch == 4  # a pass that started mid-epoch still ends the epoch
+    assert list(b.iter_from(len(b))) == []
+    with pytest.raises(CnnlabError, match="start batch"):
+        next(b.iter_from(9))
+
+
+def test_loader_batch_matches_a_per_image_oracle(ds: data.Dataset) -> None:
+    """A rank's batch against a slow path: the same draws (generator (seed, epoch, batch), global batch of 40),
+    applied one image at a time with plain slicing, then (x / 255 - mean) / std."""
+    loader = data.Loader(ds, batch_size=40, augment="flip,crop:3", seed=7, rank=1, world_size=2)
+    loader.set_epoch(1)
+    b = 2
+    x, y = list(loader.iter_from(b))[0]
+    glob = loader.order(1)[b * 40 : (b + 1) * 40]
+    g = torch.Generator().manual_seed(_mix(7, 1, b, 1))
+    flip = torch.rand(40, generator=g) < 0.5
+    dy, dx = torch.randint(0, 7, (40,), generator=g), torch.randint(0, 7, (40,), generator=g)
+    mean, std = torch.tensor(ds.mean).view(3, 1, 1), torch.tensor(ds.std).view(3, 1, 1)
+    want = []
+    for i in range(20, 40):  # rank 1 of 2: the second half
+        img = ds.x[glob[i]]
+        img = img.flip(-1) if flip[i] else img
+        img = torch.nn.functional.pad(img, (3, 3, 3, 3))[:, dy[i] : dy[i] + 16, dx[i] : dx[i] + 16]
+        want.append((img.float() / 255 - mean) / std)
+    assert torch.equal(y, ds.y[glob[20:]])
+    torch.testing.assert_close(x, torch.stack(want), rtol=0, atol=1e-5)
 
 
 def test_deterministic_given_seed_and_epoch(ds: data.Dataset) -> None:

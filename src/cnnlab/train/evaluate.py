@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.data.augment import Augment
+from cnnlab.data.tta import views
 from cnnlab.errors import CnnlabError, UnknownNameError
 from cnnlab.models.base import AuxOutputs
 from cnnlab.train.checkpoint import load_weights, resolve_weights
@@ -54,25 +56,28 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Loa
 
 
 def tta_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
-    """The test-time views of a normalized float batch (N, C, S, S); every view but multiscale's is S x S."""
+    """The test-time views of a normalized float batch (N, C, S, S); every view but multiscale's is S x S.
+
+    none, flip and 10crop are cnnlab.data.views ('none', 'flip', and 'tencrop' of the input size taken from the
+    batch enlarged by 1/CROP_RATIO, so a fixed-size network gets the size it was trained on).
+    """
     check_tta(mode)
-    if mode == "none":
-        return [x]
-    if mode == "flip":
-        return [x, x.flip(3)]
+    if mode in ("none", "flip"):
+        return list(views(x, mode).unbind(0))
     h, w = x.shape[-2:]
     if mode == "10crop":
-        big_h, big_w = round(h / CROP_RATIO), round(w / CROP_RATIO)
-        xb = F.interpolate(x, size=(big_h, big_w), mode="bilinear", align_corners=False, antialias=False)
-        dy, dx = big_h - h, big_w - w
-        offsets = [(0, 0), (0, dx), (dy, 0), (dy, dx), (dy // 2, dx // 2)]
-        crops = [xb[..., oy : oy + h, ox : ox + w] for oy, ox in offsets]
-        return crops + [c.flip(3) for c in crops]
-    views = []
+        if h != w:
+            raise CnnlabError(f"10crop TTA needs square images, got {h}x{w}")
+        big = round(h / CROP_RATIO)
+        xb = F.interpolate(x, size=(big, big), mode="bilinear", align_corners=False, antialias=False)
+        return list(views(xb, f"tencrop:{h}").unbind(0))
+    # Not data.views' multiscale, which crops every scale back to the input size so the views stack: this is
+    # Simonyan & Zisserman's dense evaluation, whole images at each scale, for networks that pool globally.
+    out = []
     for s in MULTISCALE:
         xs = x if s == 1.0 else F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
-        views += [xs, xs.flip(3)]
-    return views
+        out += [xs, xs.flip(3)]
+    return out
 
 
 @torch.no_grad()
@@ -86,8 +91,8 @@ def predict_proba(
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size].to(device)
         p = 0
-        views = tta_views(xb, tta)
-        for v in views:
+        vs = tta_views(xb, tta)
+        for v in vs:
             try:
                 logits = model(v)
             except (RuntimeError, ValueError) as e:
@@ -100,15 +105,14 @@ def predict_proba(
             if isinstance(logits, AuxOutputs):
                 logits = logits.logits
             p = p + logits.float().softmax(1)
-        out.append((p / len(views)).cpu())
+        out.append((p / len(vs)).cpu())
     return torch.cat(out)
 
 
 def normalize(x_u8: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
-    c = x_u8.shape[1]
-    m = torch.tensor(mean, dtype=torch.float32).view(1, c, 1, 1) * 255
-    s = torch.tensor(std, dtype=torch.float32).view(1, c, 1, 1) * 255
-    return (x_u8.float() - m) / s
+    """uint8 images -> float, normalized exactly as cnnlab.data.Loader does (so eval matches the training run's
+    own test figures bit for bit)."""
+    return Augment(None, tuple(mean), tuple(std)).normalize(x_u8, from_uint8=True)
 
 
 def metrics(prob: torch.Tensor, y: torch.Tensor, classes: list[str]) -> dict[str, Any]:
