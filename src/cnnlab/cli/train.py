@@ -1,8 +1,14 @@
-"""`cnnlab train MODEL --data SPEC [--recipe R] [--set key=value ...]`, or `cnnlab train --resume RUN_DIR`."""
+"""`cnnlab train MODEL --data SPEC [--recipe R] [--set key=value ...]`, or `cnnlab train --resume RUN_DIR`.
+
+Transfer learning: `--weights SOURCE` (run directory, weights file, torchvision:NAME), `--freeze`, `--lr-mult`,
+`--unfreeze-at`. They are recorded in RUN_DIR/transfer.json, so `--resume` and torchrun restarts rebuild the
+same frozen model and parameter groups.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 from pathlib import Path
@@ -26,6 +32,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nproc", type=int, default=0, help="launch N processes with torchrun (DDP)")
     p.add_argument("--max-restarts", type=int, default=0, help="with --nproc: torchrun's --max-restarts")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t = p.add_argument_group("transfer learning")
+    t.add_argument(
+        "--weights",
+        metavar="SOURCE",
+        help="start from: a cnnlab run directory or checkpoint, a torchvision/timm state_dict file (.pth, .pt, "
+        ".safetensors), or torchvision:NAME; a different class count gets a fresh head",
+    )
+    t.add_argument(
+        "--freeze", default="none", help="none (default), backbone, or stages:K (stem + the K lowest stages)"
+    )
+    t.add_argument(
+        "--lr-mult", metavar="GROUP=X,...", help="learning-rate multipliers, e.g. head=1,stages=0.1,stem=0.01"
+    )
+    t.add_argument("--unfreeze-at", type=int, metavar="EPOCH", help="unfreeze the frozen parts after this many epochs")
 
 
 def _relaunch_argv(args: argparse.Namespace) -> list[str]:
@@ -41,6 +61,10 @@ def _relaunch_argv(args: argparse.Namespace) -> list[str]:
         ("--out", args.out),
         ("--resume", args.resume),
         ("--device", args.device),
+        ("--weights", args.weights),
+        ("--freeze", None if args.freeze == "none" else args.freeze),
+        ("--lr-mult", args.lr_mult),
+        ("--unfreeze-at", args.unfreeze_at),
     ):
         if value is not None:
             argv += [flag, str(value)]
@@ -51,11 +75,56 @@ def _relaunch_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
+def _settings(args: argparse.Namespace):  # noqa: ANN202
+    from cnnlab.train.finetune import TransferSettings
+
+    weights = args.weights
+    if weights and not weights.startswith("torchvision:") and Path(weights).exists():
+        weights = str(Path(weights).resolve())  # recorded for --resume, which may run from another directory
+    return TransferSettings(weights, args.freeze, args.lr_mult, args.unfreeze_at)
+
+
+def _transfer_model(recipe, settings, run_dir: Path, resuming: bool, log=print) -> dict:  # noqa: ANN001
+    """Build the model, load the pretrained weights, freeze: the keyword arguments for loop.train."""
+    from cnnlab.data.dataset import load
+    from cnnlab.errors import CnnlabError
+    from cnnlab.registry import create_model, get_entry
+    from cnnlab.train.finetune import transfer_hooks
+    from cnnlab.train.pretrained import load_pretrained, read_source
+
+    settings.check()
+    if settings.unfreeze_at is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # DDP registers the parameters that need gradients once, when it wraps the model.
+        raise CnnlabError("--unfreeze-at does not work under DDP (torchrun) yet; use --freeze alone or one process")
+    if not recipe.data:
+        raise CnnlabError("no data given: pass --data SPEC (e.g. shapes, npz:path.npz) or set `data` in the recipe")
+    train = load(recipe.data, split="train", size=recipe.image_size or None, val_fraction=recipe.val_fraction)
+    model = create_model(recipe.model, num_classes=len(train.classes), in_chans=int(train.x.shape[1]))
+    if settings.weights:
+        has_checkpoint = resuming and any((run_dir / "checkpoints").glob("*.json"))
+        if has_checkpoint:
+            log(f"resume: weights come from the run's checkpoint, not {settings.weights}")
+        else:
+            state = read_source(settings.weights)
+            for note in load_pretrained(model, get_entry(recipe.model).family, state, settings.weights):
+                log(note)
+    hooks = transfer_hooks(model, settings, recipe.lr, recipe.weight_decay, recipe.decay_norm_and_bias, log=log)
+    return {"model": model, **hooks}
+
+
+def _is_main() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
 def run(args: argparse.Namespace) -> int:
     from cnnlab.errors import CnnlabError
+    from cnnlab.fileio import write_json
+    from cnnlab.train.finetune import TRANSFER_FILE, TransferSettings
     from cnnlab.train.recipe import load_recipe
     from cnnlab.train.rundir import default_run_dir
 
+    if args.nproc and args.nproc > 1 and args.unfreeze_at is not None:
+        raise CnnlabError("--unfreeze-at does not work under DDP (torchrun) yet; use --freeze alone or one process")
     if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         from cnnlab.train import ddp
 
@@ -73,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         resume = args.out
     if resume is not None:
         given = [args.model, args.data, args.recipe, args.overrides, args.epochs, args.lr, args.batch_size]
+        given += [args.weights, args.freeze != "none", args.lr_mult, args.unfreeze_at is not None]
         if args.resume is not None and any(given):
             raise CnnlabError("--resume takes the model, data and recipe from the run directory; drop the others")
         from cnnlab.train.rundir import read_run
@@ -80,7 +150,12 @@ def run(args: argparse.Namespace) -> int:
         recipe, _ = read_run(Path(resume))
         if args.no_progress:
             recipe = recipe.replace(progress=False)
-        result = train(recipe, resume=resume, device=args.device)
+        extra = {}
+        recorded = Path(resume) / TRANSFER_FILE
+        if recorded.is_file():
+            settings = TransferSettings.from_dict(json.loads(recorded.read_text()))
+            extra = _transfer_model(recipe, settings, Path(resume), resuming=True)
+        result = train(recipe, resume=resume, device=args.device, **extra)
     else:
         fields = {}
         if args.model:
@@ -95,7 +170,14 @@ def run(args: argparse.Namespace) -> int:
         recipe = load_recipe(args.recipe, args.overrides, **fields)
         if not recipe.model:
             raise CnnlabError("no model: cnnlab train MODEL --data SPEC (or set `model` in the recipe)")
-        result = train(recipe, out=args.out, device=args.device)
+        settings = _settings(args)
+        extra, out = {}, args.out
+        if settings.active:
+            out = Path(out) if out else default_run_dir(recipe.model)
+            extra = _transfer_model(recipe, settings, out, resuming=False)
+            if _is_main():
+                write_json(out / TRANSFER_FILE, settings.to_dict())
+        result = train(recipe, out=out, device=args.device, **extra)
     if result.status == "interrupted":
         return 128 + int(signal.SIGTERM)
     return 0

@@ -113,17 +113,20 @@ def param_groups(
     weight_decay: float,
     lr_mult: dict[str, float] | None = None,
     decay_norm_and_bias: bool = False,
+    include_frozen: bool = False,
 ) -> list[dict]:
     """Optimizer parameter groups: one per (learning-rate multiplier, decay or not).
 
     Norm weights and biases (every parameter with fewer than 2 dims) get no weight decay by default: decaying
     them only fights the normalization (Goyal et al. 2017, "Accurate, large minibatch SGD", Sec. 5.1 note).
-    Frozen parameters (requires_grad False) are left out. Each group carries `name` and `lr_mult`.
+    Frozen parameters (requires_grad False) are left out unless `include_frozen` (gradual unfreezing: the
+    groups then never change, so optimizer state resumes exactly; optimizers skip parameters without a
+    gradient). Each group carries `names` and `lr_mult`.
     """
     lr_mult = lr_mult or {}
     groups: dict[tuple[float, bool], dict] = {}
     for name, p in model.named_parameters():
-        if not p.requires_grad:
+        if not p.requires_grad and not include_frozen:
             continue
         mult = _multiplier(part_of(name), lr_mult)
         decay = decay_norm_and_bias or p.ndim >= 2
@@ -153,3 +156,69 @@ def describe_groups(groups: list[dict]) -> str:
 def tensors_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> list[str]:
     """Names whose tensors differ bit for bit (helper for freezing checks)."""
     return [k for k in a if not torch.equal(a[k], b[k])]
+
+
+# -- the CLI's settings, recorded in the run directory so --resume and torchrun restarts rebuild the same run
+
+TRANSFER_FILE = "transfer.json"
+
+
+@dataclass
+class TransferSettings:
+    weights: str | None = None
+    freeze: str = "none"
+    lr_mult: str | None = None
+    unfreeze_at: int | None = None  # epoch (0-based count of finished epochs) at which frozen parts unfreeze
+
+    @property
+    def active(self) -> bool:
+        return bool(self.weights or self.freeze != "none" or self.lr_mult or self.unfreeze_at is not None)
+
+    def check(self) -> None:
+        if self.unfreeze_at is not None:
+            if self.freeze == "none":
+                raise CnnlabError("--unfreeze-at needs --freeze backbone or --freeze stages:K (nothing is frozen)")
+            if self.unfreeze_at < 1:
+                raise CnnlabError(f"--unfreeze-at must be an epoch >= 1, got {self.unfreeze_at}")
+
+    def to_dict(self) -> dict:
+        return {
+            "weights": self.weights,
+            "freeze": self.freeze,
+            "lr_mult": self.lr_mult,
+            "unfreeze_at": self.unfreeze_at,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TransferSettings:
+        return cls(d.get("weights"), d.get("freeze", "none"), d.get("lr_mult"), d.get("unfreeze_at"))
+
+
+def transfer_hooks(
+    model: nn.Module,
+    settings: TransferSettings,
+    lr: float,
+    weight_decay: float,
+    decay_norm_and_bias: bool = False,
+    log=print,  # noqa: ANN001
+) -> dict:
+    """Freeze `model` as `settings` say and return the keyword hooks for cnnlab.train.loop.train."""
+    settings.check()
+    plan = plan_freeze(model, settings.freeze)
+    mults = parse_lr_mult(settings.lr_mult, model)
+    apply_freeze(model, plan)
+    gradual = settings.unfreeze_at is not None
+
+    def groups(m: nn.Module) -> list[dict]:
+        return param_groups(m, lr, weight_decay, mults, decay_norm_and_bias, include_frozen=gradual)
+
+    def epoch_start(m: nn.Module, epoch: int) -> None:
+        if gradual and plan.frozen and epoch >= settings.unfreeze_at:
+            parts = ", ".join(plan.frozen)
+            unfreeze(m, plan)
+            set_train_mode(m, plan)
+            log(f"epoch {epoch + 1}: unfrozen {parts}")
+
+    if plan.frozen:
+        log(f"frozen ({settings.freeze}): {', '.join(plan.frozen)}; their BatchNorm stays in eval mode")
+    return {"param_groups": groups, "train_mode": lambda m: set_train_mode(m, plan), "epoch_start": epoch_start}

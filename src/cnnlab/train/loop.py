@@ -245,17 +245,19 @@ def train(
     lr_mults: dict[str, float] | None = None,
     param_groups: Callable[[nn.Module], list[dict[str, Any]]] | None = None,
     train_mode: Callable[[nn.Module], None] | None = None,
+    epoch_start: Callable[[nn.Module, int], None] | None = None,
 ) -> Result:
     """Train `recipe.model` on `recipe.data`, or continue the run in `resume` exactly where it stopped.
 
     `model` replaces the registry lookup (tests, custom networks, pretrained weights). Fine-tuning hooks:
     `lr_mults` ({"stem": 0.01, ...}) scales each anatomy part's rate; `param_groups(model)` replaces the default
     groups entirely (each group may carry an `lr_mult`); `train_mode(model)` replaces `model.train()` (e.g. to
-    keep frozen BatchNorm in eval mode). Returns when the run finishes or stops on SIGTERM/SIGINT (after
+    keep frozen BatchNorm in eval mode); `epoch_start(model, epoch)` runs before each epoch's first step, also
+    a resumed one (gradual unfreezing). Returns when the run finishes or stops on SIGTERM/SIGINT (after
     saving a checkpoint at the step boundary).
     """
     d = ddp.setup(device)
-    hooks = {"lr_mults": lr_mults, "param_groups": param_groups, "train_mode": train_mode}
+    hooks = {"lr_mults": lr_mults, "param_groups": param_groups, "train_mode": train_mode, "epoch_start": epoch_start}
     try:
         return _train(recipe, out, resume, model, d, log if d.is_main else (lambda s: None), hooks)
     finally:
@@ -390,6 +392,8 @@ def _train(
     set_train_mode(model)
     with _StopRequest() as stop:
         while epoch < epochs and step < total_steps:
+            if hooks["epoch_start"] is not None:
+                hooks["epoch_start"](model, epoch)
             data.train.set_epoch(epoch)
             n_batches = min(steps_per_epoch, total_steps - (step - step_in_epoch))
             bar = Progress(n_batches, f"epoch {epoch + 1}/{epochs}", recipe.progress and d.is_main, start=step_in_epoch)

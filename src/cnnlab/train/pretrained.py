@@ -27,6 +27,11 @@ def read_source(source: str) -> StateDict:
     if source.startswith("torchvision:"):
         return torchvision_state_dict(source.split(":", 1)[1])
     path = Path(source)
+    if path.is_dir() or path.suffix == ".json":
+        from cnnlab.train.checkpoint import resolve_weights
+
+        with contextlib.suppress(CnnlabError):  # not a cnnlab run (checkpoints/ + manifests): look for files below
+            return load_state_dict(resolve_weights(path))
     if path.is_dir():
         found = [path / rel for rel in _RUN_WEIGHTS if (path / rel).is_file()]
         if not found:
@@ -53,7 +58,8 @@ def torchvision_state_dict(name: str, timeout_s: float = 20.0) -> StateDict:
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout_s)  # no internet must fail, not hang
     try:
-        with contextlib.redirect_stderr(io.StringIO()):  # torchvision prints "Downloading: ..." even offline
+        # torch.hub prints "Downloading: ..." (to stdout) even when it is about to fail offline.
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             return dict(weights.get_state_dict(progress=False, check_hash=True))
     except Exception as e:  # URLError, socket errors, hash mismatch: all mean "not available here"
         raise CnnlabError(

@@ -1,0 +1,237 @@
+"""`cnnlab train --weights/--freeze/--lr-mult/--unfreeze-at`, `cnnlab features` and `cnnlab reproduce transfer`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import cnnlab
+from cnnlab.cli import main
+from cnnlab.train.checkpoint import CheckpointDir, load_weights
+from cnnlab.train.finetune import part_of
+from cnnlab.weights import save_state_dict
+
+TINY7 = "shapes:classes=7,size=32,train=70,test=14"
+TINY4 = "shapes:classes=4,size=16,train=96,test=32"
+FAST = ["--no-progress", "--set", "plots=false", "--set", "threads=1", "--set", "eval_batch_size=64"]
+
+
+def _one_line_exit_2(capsys, argv: list[str], needle: str) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    assert needle in err, err
+
+
+@pytest.fixture
+def snapshot(monkeypatch):
+    """The model's state as handed to the training loop (after loading and freezing), captured on the way in."""
+    import cnnlab.train.loop as loop
+
+    seen: dict = {}
+    real = loop.train
+
+    def spy(recipe, *a, **k):
+        if k.get("model") is not None:
+            seen["before"] = {n: t.detach().clone() for n, t in k["model"].state_dict().items()}
+        return real(recipe, *a, **k)
+
+    monkeypatch.setattr(loop, "train", spy)
+    return seen
+
+
+def test_torchvision_resnet18_frozen_backbone_is_bit_identical(tmp_path, snapshot, capsys):
+    tv = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    src = tv.models.resnet18(weights=None).state_dict()
+    pth = tmp_path / "resnet18.pth"
+    torch.save(src, pth)
+    run = tmp_path / "run"
+    argv = ["train", "resnet18", "--data", TINY7, "--weights", str(pth), "--freeze", "backbone"]
+    argv += ["--epochs", "1", "--batch-size", "16", "--lr", "0.1", "--out", str(run), *FAST]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "head replaced: 1000 -> 7 classes" in out
+    before = snapshot["before"]
+    after, meta = CheckpointDir(run / "checkpoints").latest().load_weights()
+    assert meta["num_classes"] == 7
+    # The snapshot really holds torchvision's tensors under cnnlab's names (the BN statistics included).
+    assert torch.equal(before["stem.conv.weight"], src["conv1.weight"])
+    assert torch.equal(before["stem.bn.running_var"], src["bn1.running_var"])
+    backbone = [k for k in before if part_of(k) != "head"]
+    assert any(k.endswith("running_mean") for k in backbone) and len(backbone) > 100
+    assert [k for k in backbone if not torch.equal(before[k], after[k])] == []
+    head = [k for k in before if part_of(k) == "head"]
+    assert head and all(not torch.equal(before[k], after[k]) for k in head)  # only the head trained
+    assert json.loads((run / "transfer.json").read_text())["freeze"] == "backbone"
+
+
+def test_optimizer_groups_in_the_run_follow_lr_mult(tmp_path):
+    run = tmp_path / "run"
+    argv = ["train", "resnet20", "--data", TINY4, "--lr-mult", "head=1,stages=0.1,stem=0.01,stage2=0.5"]
+    argv += ["--epochs", "1", "--batch-size", "16", "--lr", "0.2", "--set", "schedule=constant", "--out", str(run)]
+    assert main(argv + FAST) == 0
+    groups = CheckpointDir(run / "checkpoints").latest().load_state()["optimizer"]["param_groups"]
+    want = {"stem": 0.01, "stages.0": 0.1, "stages.1": 0.1, "stages.2": 0.5, "head": 1.0}
+    model = cnnlab.create_model("resnet20", num_classes=4)
+    names = []
+    for g in groups:
+        for name in g["names"]:
+            assert g["lr_mult"] == want[part_of(name)], name
+            assert g["lr"] == pytest.approx(0.2 * want[part_of(name)])  # the rate actually used (constant schedule)
+            param = model.get_parameter(name)
+            assert g["weight_decay"] == (5e-4 if param.ndim >= 2 else 0.0), name
+        names += g["names"]
+        assert len(g["names"]) == len(g["params"])
+    assert sorted(names) == sorted(n for n, _ in model.named_parameters())
+
+
+def test_gradual_unfreezing_and_exact_resume(tmp_path, capsys):
+    src = cnnlab.create_model("resnet20", num_classes=10)
+    wfile = tmp_path / "src.safetensors"
+    save_state_dict(src.state_dict(), wfile)
+    run_a = tmp_path / "a"
+    argv = ["train", "resnet20", "--data", TINY4, "--weights", str(wfile), "--freeze", "stages:2", "--unfreeze-at", "1"]
+    argv += ["--epochs", "2", "--batch-size", "16", "--lr", "0.05", "--out", str(run_a), *FAST]
+    assert main(argv) == 0
+    assert "epoch 2: unfrozen stem, stages.0, stages.1" in capsys.readouterr().out
+    ckpts = CheckpointDir(run_a / "checkpoints")
+    manifests = sorted(p for p in (run_a / "checkpoints").glob("step-*.json"))
+    assert len(manifests) == 2
+    first = ckpts.latest().load_weights()[0]
+    w1, _ = load_weights(manifests[0].with_name(manifests[0].stem + ".safetensors"))
+    w0 = src.state_dict()
+    for k in w1:
+        if part_of(k) in ("stem", "stages.0", "stages.1"):
+            assert torch.equal(w1[k], w0[k]), k  # frozen during epoch 1
+    assert not torch.equal(first["stem.conv.weight"], w0["stem.conv.weight"])  # trained in epoch 2
+    assert not torch.equal(w1["stages.2.0.conv1.weight"], w0["stages.2.0.conv1.weight"])
+
+    # Resume from the epoch-1 checkpoint: the recorded settings rebuild the run, bit for bit.
+    run_b = tmp_path / "b"
+    shutil.copytree(run_a, run_b)
+    last = manifests[1].name[: -len(".json")]
+    for p in (run_b / "checkpoints").glob(last + ".*"):
+        p.unlink()
+    assert main(["train", "--resume", str(run_b), "--no-progress"]) == 0
+    resumed = CheckpointDir(run_b / "checkpoints").latest().load_weights()[0]
+    assert [k for k in first if not torch.equal(first[k], resumed[k])] == []
+
+
+def test_features_are_the_pooled_backbone_output(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["train", "resnet20", "--data", TINY4, "--epochs", "1", "--batch-size", "16", "--out", str(run), *FAST]
+    assert main(argv) == 0
+    out = tmp_path / "feats.npz"
+    assert main(["features", str(run), "--data", TINY4, "--out", str(out), "--batch-size", "7"]) == 0
+    z = np.load(out, allow_pickle=False)
+    from cnnlab.data.dataset import load
+    from cnnlab.train.evaluate import load_checkpoint, normalize
+
+    loaded = load_checkpoint(run)
+    ds = load(TINY4, split="test")
+    assert z["features"].shape == (len(ds.y), 64)
+    np.testing.assert_array_equal(z["labels"], ds.y.numpy())
+    assert list(z["class_names"]) == list(ds.classes)
+    with torch.no_grad():  # the oracle: average-pool features(x) by hand, all at once
+        x = normalize(ds.x, loaded.meta["mean"], loaded.meta["std"])
+        want = loaded.model.features(x).mean(dim=(2, 3))
+        logits = loaded.model(x)
+    np.testing.assert_allclose(z["features"], want.numpy(), rtol=1e-5, atol=1e-5)
+    fc = loaded.model.head.fc
+    with torch.no_grad():
+        again = torch.from_numpy(z["features"]) @ fc.weight.T + fc.bias
+    np.testing.assert_allclose(again.numpy(), logits.numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--freeze", "stages:4"], "only 3 stages"),
+        (["--freeze", "top"], "none, backbone or stages:K"),
+        (["--lr-mult", "stagse=0.1"], "did you mean stages"),
+        (["--weights", "torchvision:resnet19"], "resnet18"),
+        (["--unfreeze-at", "1"], "--unfreeze-at needs --freeze"),
+        (["--weights", "WRONG_ARCH"], "does not fit resnet20"),
+        (["--weights", "MISSING"], "not found"),
+    ],
+)
+def test_bad_transfer_input_is_one_line_exit_2(capsys, tmp_path, extra, needle):
+    if "torchvision:resnet19" in extra:
+        pytest.importorskip("torchvision")
+    if "WRONG_ARCH" in extra:
+        wrong = tmp_path / "lenet.safetensors"
+        save_state_dict(cnnlab.create_model("lenet5").state_dict(), wrong)
+        extra = ["--weights", str(wrong)]
+    if "MISSING" in extra:
+        extra = ["--weights", str(tmp_path / "nope.pth")]
+    argv = ["train", "resnet20", "--data", TINY4, "--epochs", "1", "--out", str(tmp_path / "r"), *FAST, *extra]
+    _one_line_exit_2(capsys, argv, needle)
+
+
+def test_resume_refuses_new_transfer_flags(capsys, tmp_path):
+    _one_line_exit_2(capsys, ["train", "--resume", str(tmp_path), "--freeze", "backbone"], "drop the others")
+
+
+def test_relaunch_argv_carries_the_transfer_flags():
+    from cnnlab.cli import build_parser
+    from cnnlab.cli.train import _relaunch_argv
+
+    argv = ["train", "resnet20", "--weights", "w.pth", "--freeze", "stages:1", "--lr-mult", "head=1,stem=0.1"]
+    args = build_parser().parse_args(argv)
+    again = build_parser().parse_args(_relaunch_argv(args))
+    for key in ("weights", "freeze", "lr_mult", "unfreeze_at", "model"):
+        assert getattr(again, key) == getattr(args, key), key
+
+
+@pytest.mark.slow
+def test_reproduce_transfer_quick_end_to_end(tmp_path, capsys):
+    out = tmp_path / "rep"
+    assert main(["reproduce", "transfer", "--quick", "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    res = json.loads((out / "results.json").read_text())
+    assert (out / "transfer.png").stat().st_size > 1000
+    assert len(res["runs"]) == 2 * 2 * 4  # sizes x seeds x methods
+    for method in ("from scratch", "linear probe", "discriminative", "full fine-tune"):
+        assert method in report
+    assert "cnnlab reproduce transfer" in report and "Lecture advice" in report
+    # The table is computed from the runs, not typed in.
+    accs = [r["test_acc"] for r in res["runs"] if r["n"] == 5 and r["method"] == "linear"]
+    assert res["table"]["5"]["linear"]["mean"] == pytest.approx(np.mean(accs))
+    assert f"{100 * np.mean(accs):.1f} ± {100 * np.std(accs, ddof=1):.1f}" in report
+    # A second run in the same directory reuses the cached source model.
+    assert main(["reproduce", "transfer", "--quick", "--out", str(out), "--sizes", "5,6", "--seeds", "2"]) == 0
+    assert "source model: reusing" in capsys.readouterr().out
+
+
+def test_reproduce_bad_input(capsys, tmp_path):
+    _one_line_exit_2(capsys, ["reproduce", "tranfer"], "did you mean transfer")
+    _one_line_exit_2(capsys, ["reproduce", "transfer", "--seeds", "1"], "at least 2")
+    _one_line_exit_2(capsys, ["reproduce", "transfer", "--sizes", "10,x"], "integers")
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_keep_the_frozen_part(tmp_path):
+    """Through torchrun (2 CPU processes): the flags reach every worker and frozen tensors stay bit-identical."""
+    from cnnlab.data.dataset import load
+
+    load(TINY4, split="train")  # build the cache once, before two processes want it
+    src = cnnlab.create_model("resnet20", num_classes=10)
+    wfile = tmp_path / "src.safetensors"
+    save_state_dict(src.state_dict(), wfile)
+    run = tmp_path / "ddp"
+    argv = ["train", "resnet20", "--data", TINY4, "--weights", str(wfile), "--freeze", "stages:2"]
+    argv += ["--lr-mult", "stages=0.5", "--epochs", "1", "--batch-size", "16", "--out", str(run), "--nproc", "2"]
+    assert main(argv + FAST) == 0
+    after = CheckpointDir(run / "checkpoints").latest().load_weights()[0]
+    w0 = src.state_dict()
+    frozen = [k for k in w0 if part_of(k) in ("stem", "stages.0", "stages.1")]
+    assert frozen and [k for k in frozen if not torch.equal(after[k], w0[k])] == []
+    assert not torch.equal(after["stages.2.0.conv1.weight"], w0["stages.2.0.conv1.weight"])
+    groups = CheckpointDir(run / "checkpoints").latest().load_state()["optimizer"]["param_groups"]
+    assert {g["lr_mult"] for g in groups} == {0.5, 1.0}
+    assert json.loads((run / "transfer.json").read_text())["lr_mult"] == "stages=0.5"
