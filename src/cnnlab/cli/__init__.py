@@ -5,8 +5,8 @@
     def run(args: argparse.Namespace) -> int
 
 A module may set `NAME` to choose its command name (`main_job.py` is `cnnlab main`: a module named `main` would
-shadow this package's `main` function). Subcommands are thin wrappers over the library. A CnnlabError (or ValueError/TypeError/KeyError raised by bad
-input) becomes one line on stderr and exit code 2, never a traceback.
+shadow this package's `main` function). Subcommands are thin wrappers over the library. A CnnlabError (or a
+ValueError/TypeError/KeyError raised by bad input) becomes one line on stderr and exit code 2, never a traceback.
 """
 
 from __future__ import annotations

@@ -54,7 +54,17 @@ def setup(device: str = "auto") -> Dist:
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        # The store's keys are prefixed with torchrun's restart count: after `--max-restarts` restarts a group,
+        # ranks must not read the addresses the dead group published (seen here: gloo then connects to a
+        # rank that no longer exists and fails with "Connection refused").
+        store, _, _ = next(dist.rendezvous("env://"))
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        dist.init_process_group(
+            backend="nccl" if dev.type == "cuda" else "gloo",
+            store=dist.PrefixStore(f"cnnlab/attempt_{attempt}", store),
+            rank=rank,
+            world_size=world,
+        )
     return Dist(rank=rank, world_size=world, local_rank=local_rank, device=dev)
 
 
