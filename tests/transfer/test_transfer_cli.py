@@ -235,3 +235,57 @@ def test_torchrun_two_processes_keep_the_frozen_part(tmp_path):
     groups = CheckpointDir(run / "checkpoints").latest().load_state()["optimizer"]["param_groups"]
     assert {g["lr_mult"] for g in groups} == {0.5, 1.0}
     assert json.loads((run / "transfer.json").read_text())["lr_mult"] == "stages=0.5"
+
+
+def _torchrun_cli(argv: list[str]) -> str:
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "cnnlab", *argv]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stdout
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_torchrun_gradual_unfreezing_matches_one_process_and_resumes(tmp_path):
+    """Under DDP the unfrozen backbone gets all-reduced gradients: 2 processes end where 1 process with the same
+    global batch ends, and a run resumed after the unfreeze epoch ends where the uninterrupted one did."""
+    from cnnlab.data.dataset import load
+
+    data = "shapes:classes=4,size=32,train=96,test=32"
+    load(data, split="train")  # build the cache once, before two processes want it
+    src = cnnlab.create_model(
+        "lenet5", num_classes=4, in_chans=3
+    )  # no BatchNorm, no dropout: per-rank batches add up exactly
+    wfile = tmp_path / "src.safetensors"
+    save_state_dict(src.state_dict(), wfile)
+    argv = ["train", "lenet5", "--data", data, "--weights", str(wfile), "--freeze", "backbone", "--unfreeze-at", "1"]
+    argv += ["--epochs", "2", "--batch-size", "16", "--lr", "0.05", *FAST]
+    out = _torchrun_cli([*argv, "--out", str(tmp_path / "ddp")])
+    assert "epoch 2: unfrozen stem, stages.0, stages.1" in out, out
+    assert main([*argv, "--out", str(tmp_path / "single")]) == 0
+
+    manifests = sorted((tmp_path / "ddp" / "checkpoints").glob("step-*.json"))
+    assert len(manifests) == 2
+    w1 = load_weights(manifests[0].with_name(manifests[0].stem + ".safetensors"))[0]
+    a = CheckpointDir(tmp_path / "ddp" / "checkpoints").latest().load_weights()[0]
+    b = CheckpointDir(tmp_path / "single" / "checkpoints").latest().load_weights()[0]
+    w0 = src.state_dict()
+    backbone = [k for k in w0 if part_of(k) != "head"]
+    assert backbone and [k for k in backbone if not torch.equal(w1[k], w0[k])] == []  # frozen in epoch 1
+    assert all(not torch.equal(a[k], w1[k]) for k in backbone)  # trained in epoch 2
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=f"{k} differs between 2 and 1 processes")
+
+    # Resumed at epoch 2 (already unfrozen): the first wrapper must already see the backbone as trained.
+    resumed = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "ddp", resumed)
+    for p in (resumed / "checkpoints").glob(manifests[1].stem + ".*"):
+        p.unlink()
+    _torchrun_cli(["train", "--resume", str(resumed), "--no-progress"])
+    c = CheckpointDir(resumed / "checkpoints").latest().load_weights()[0]
+    assert [k for k in a if not torch.equal(a[k], c[k])] == []  # bit for bit, as with one process

@@ -93,9 +93,6 @@ def _transfer_model(recipe, settings, run_dir: Path, resuming: bool, log=print) 
     from cnnlab.train.pretrained import load_pretrained, read_source
 
     settings.check()
-    if settings.unfreeze_at is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        # DDP registers the parameters that need gradients once, when it wraps the model.
-        raise CnnlabError("--unfreeze-at does not work under DDP (torchrun) yet; use --freeze alone or one process")
     if not recipe.data:
         raise CnnlabError("no data given: pass --data SPEC (e.g. shapes, npz:path.npz) or set `data` in the recipe")
     train = load(recipe.data, split="train", size=recipe.image_size or None, val_fraction=recipe.val_fraction)
@@ -123,8 +120,6 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.train.recipe import load_recipe
     from cnnlab.train.rundir import default_run_dir
 
-    if args.nproc and args.nproc > 1 and args.unfreeze_at is not None:
-        raise CnnlabError("--unfreeze-at does not work under DDP (torchrun) yet; use --freeze alone or one process")
     if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         from cnnlab.train import ddp
 

@@ -351,11 +351,7 @@ def _train(
                 torch.manual_seed(recipe.seed * 1_000_003 + d.rank * 7919 + step)
             log(f"resumed {run} from {ck.manifest.name}: epoch {epoch + 1}, step {step}")
 
-    train_model: nn.Module = model
-    if d.enabled:
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    if recipe.compile:
-        train_model = torch.compile(train_model)
+    wrapper = _Wrapper(model, d, recipe.compile)
 
     def save(stop_reason: str = "") -> None:
         if not d.is_main:
@@ -393,7 +389,8 @@ def _train(
     with _StopRequest() as stop:
         while epoch < epochs and step < total_steps:
             if hooks["epoch_start"] is not None:
-                hooks["epoch_start"](model, epoch)
+                hooks["epoch_start"](model, epoch)  # may unfreeze parts (also at a resumed epoch)
+            train_model = wrapper.current()
             data.train.set_epoch(epoch)
             n_batches = min(steps_per_epoch, total_steps - (step - step_in_epoch))
             bar = Progress(n_batches, f"epoch {epoch + 1}/{epochs}", recipe.progress and d.is_main, start=step_in_epoch)
@@ -528,6 +525,45 @@ def _train(
 
     summary = _finish(run, recipe, data, model, ema, ckpts, history, train_seconds, steps_per_epoch, d, log)
     return Result(run, status, summary)
+
+
+class _Wrapper:
+    """The module the steps run: `model`, wrapped in DistributedDataParallel under torchrun and compiled if asked.
+
+    DDP registers the parameters that require a gradient once, when it wraps the model: a parameter unfrozen
+    later would get no all-reduced gradient, so the ranks would drift apart silently. `current()` therefore wraps
+    the model again whenever the set of trained parameters has changed (gradual unfreezing). The optimizer holds
+    the inner model's parameters, which a new wrapper does not replace, so its state carries over unchanged.
+    """
+
+    def __init__(self, model: nn.Module, d: ddp.Dist, compile_model: bool) -> None:
+        self.model, self.d, self.compile_model = model, d, compile_model
+        self.ddp: nn.parallel.DistributedDataParallel | None = None
+        self.wrapped: nn.Module | None = None
+        self.trained: tuple[bool, ...] = ()
+
+    def current(self) -> nn.Module:
+        trained = tuple(p.requires_grad for p in self.model.parameters())
+        if self.wrapped is not None and (not self.d.enabled or trained == self.trained):
+            return self.wrapped
+        if self.ddp is not None:
+            # The old reducer's hooks sit on the parameters themselves: left there, they would fire in the next
+            # backward pass and all-reduce into buckets nobody waits for.
+            self.ddp._remove_autograd_hooks()
+            self.ddp = None
+        wrapped: nn.Module = self.model
+        if self.d.enabled:
+            dev = self.d.device
+            # Same device and default process group as the first wrapper. Constructing it broadcasts rank 0's
+            # parameters and buffers, which every rank already holds bit for bit.
+            self.ddp = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[dev.index] if dev.type == "cuda" else None
+            )
+            wrapped = self.ddp
+        if self.compile_model:
+            wrapped = torch.compile(wrapped)
+        self.wrapped, self.trained = wrapped, trained
+        return wrapped
 
 
 def _merge(acc: dict[str, float], loss_t: torch.Tensor, correct_t: torch.Tensor, seen_t: torch.Tensor) -> dict:
