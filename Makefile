@@ -8,7 +8,6 @@ PYTEST_ARGS ?=
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade pip >/dev/null
 
 # Stamp files record which extra was installed, so the install reruns when pyproject.toml changes.
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
