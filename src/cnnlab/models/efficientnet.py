@@ -24,6 +24,7 @@ from torch import nn
 from cnnlab.models.base import ClassifierNet, Family, Paper, Published, StageInfo
 from cnnlab.nn.conv import ConvBNAct
 from cnnlab.nn.heads import PoolLinearHead
+from cnnlab.nn.init import he_init
 from cnnlab.nn.mbconv import MBConv, round_channels
 
 # Table 1 (EfficientNet-B0), one row per stage of MBConv blocks.
@@ -164,22 +165,13 @@ class EfficientNet(ClassifierNet):
         self.stage_info = tuple(infos)
         self.min_input_size = 1  # every conv is "same"-padded: a 1x1 map stays 1x1 at any stride
         self.head = PoolLinearHead(head_ch, num_classes, spec.dropout)
-        _init_weights(self)
+        he_init(self, _uniform_linear)
 
 
-def _init_weights(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            bound = 1.0 / math.sqrt(m.out_features)  # the reference code's dense initializer
-            nn.init.uniform_(m.weight, -bound, bound)
-            nn.init.zeros_(m.bias)
+def _uniform_linear(m: nn.Linear) -> None:
+    bound = 1.0 / math.sqrt(m.out_features)  # the reference code's dense initializer
+    nn.init.uniform_(m.weight, -bound, bound)
+    nn.init.zeros_(m.bias)
 
 
 def _torchvision_keys() -> tuple[tuple[str, str], ...]:

@@ -21,6 +21,7 @@ from cnnlab.models.base import ClassifierNet, Family, Paper, Published, StageInf
 from cnnlab.nn.conv import ConvBNAct
 from cnnlab.nn.depthwise import DepthwiseSeparable
 from cnnlab.nn.heads import PoolLinearHead
+from cnnlab.nn.init import he_init, normal_linear
 
 # Table 1 after the first conv ("Conv / s2, 3x3x3x32"): one row per depthwise separable layer.
 # The table's last "Conv dw / s2" is a typo: its own input and output sizes are both 7x7, so the stride is 1.
@@ -87,19 +88,7 @@ class MobileNetV1(ClassifierNet):
         # DEVIATION: global average pooling instead of the fixed "Avg Pool / s1, 7x7": equal at 224, and it
         # lets rho < 1 (Table 7) run through the same network.
         self.head = PoolLinearHead(ch, num_classes, spec.dropout)
-        _init_weights(self)
-
-
-def _init_weights(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 0.01)
-            nn.init.zeros_(m.bias)
+        he_init(self, normal_linear(0.01))
 
 
 _TABLES = "Howard et al. 2017, Tables 6-7 (REFERENCES.md §2)"

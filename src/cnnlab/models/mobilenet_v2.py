@@ -15,6 +15,7 @@ from torch import nn
 from cnnlab.models.base import ClassifierNet, Family, Paper, Published, StageInfo
 from cnnlab.nn.conv import ConvBNAct
 from cnnlab.nn.heads import PoolLinearHead
+from cnnlab.nn.init import he_init, normal_linear
 from cnnlab.nn.mbconv import InvertedResidual, round_channels
 
 TABLE2 = (
@@ -72,21 +73,7 @@ class MobileNetV2(ClassifierNet):
         self.stage_info = tuple(infos)
         self.min_input_size = 1  # padded 3x3 convs keep a 1x1 map 1x1 at any stride
         self.head = PoolLinearHead(head_ch, num_classes, spec.dropout)
-        _init_weights(self)
-
-
-def _init_weights(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 0.01)
-            nn.init.zeros_(m.bias)
+        he_init(self, normal_linear(0.01))
 
 
 def _torchvision_keys(spec: MobileNetV2Spec) -> tuple[tuple[str, str], ...]:

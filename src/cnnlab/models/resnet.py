@@ -25,6 +25,7 @@ from torch import nn
 
 from cnnlab.models.base import ClassifierNet, Family, Paper, Published, StageInfo
 from cnnlab.nn.heads import PoolLinearHead
+from cnnlab.nn.init import he_init
 from cnnlab.nn.residual import BasicBlock, Bottleneck, PreActBlock, PreActBottleneck, ShortcutKind, StrideOn
 
 
@@ -136,7 +137,7 @@ class ResNet(ClassifierNet):
         # map has at least one cell computed from real pixels rather than from padding alone.
         self.min_input_size = stride
         self.head = PoolLinearHead(ch, num_classes, spec.dropout)
-        _init_weights(self)
+        he_init(self)  # He et al. 2015b, as the ResNet paper used (Sec. 3.4); linear layers keep PyTorch's
 
 
 def _check(spec: ResNetSpec) -> None:
@@ -181,20 +182,6 @@ def _unit(spec: ResNetSpec, in_ch: int, width: int, stride: int) -> tuple[nn.Mod
     inner = int(width * spec.width_per_group / 64) * spec.groups  # ResNeXt: C groups of d channels
     block = cls(in_ch, inner, out_ch, stride, spec.shortcut, spec.groups, spec.se_reduction, spec.stride_on)
     return block, out_ch
-
-
-def _init_weights(net: nn.Module) -> None:
-    # He et al. 2015b ("Delving deep into rectifiers") init, as the ResNet paper used (Sec. 3.4).
-    if any(p.is_meta for p in net.parameters()):
-        return  # meta tensors hold no values; normal_ on meta goes through slow decompositions (~10 ms each)
-    for m in net.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
 
 def _tv_rules(num_stages: int = 4) -> tuple[tuple[str, str], ...]:

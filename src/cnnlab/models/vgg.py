@@ -18,6 +18,7 @@ from torch import nn
 
 from cnnlab.models.alexnet import FCHead
 from cnnlab.models.base import ClassifierNet, Family, Paper, Published, StageInfo
+from cnnlab.nn.init import he_init
 
 # Table 1, columns A, B, D, E.
 A = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
@@ -87,20 +88,9 @@ class VGG(ClassifierNet):
         self.stage_info = tuple(infos)
         self.min_input_size = min_input_size(spec)
         self.head = FCHead(ch, spec.map_size, spec.fc, num_classes, spec.dropout, adaptive_pool=spec.adaptive_pool)
-        _init_weights(self)
-
-
-def _init_weights(model: nn.Module) -> None:
-    # The paper trained A from N(0, 0.01) and initialised deeper nets from it (Sec. 3.1); He init (fan_out)
-    # for the convs, as torchvision uses, trains every depth from scratch.
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-    # The FC layers come from FCHead with the paper's N(0, 0.01) and zero biases.
+        # The paper trained A from N(0, 0.01) and initialised deeper nets from it (Sec. 3.1); He init (fan_out)
+        # for the convs, as torchvision uses, trains every depth from scratch. FCHead draws the paper's N(0, 0.01).
+        he_init(self)
 
 
 def torchvision_keys_for(spec: VGGSpec) -> tuple[tuple[str, str], ...]:
