@@ -39,7 +39,8 @@ def test_conv_bench_tiny_writes_csv_and_plot(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "threads" in out and "clock covers" in out and "Findings" in out and "clock: cpu" in out
     rows = list(csv.DictReader(csv_path.open()))
-    assert {r["algorithm"] for r in rows} == {"torch", "im2col", "winograd4", "fft"}
+    assert {r["algorithm"] for r in rows} == {"torch", "im2col", "winograd4", "winograd4+cached", "fft"}
+    assert "winograd4+cached" in out.split("Findings")[1]
     assert all(float(r["median_ms"]) > 0 and float(r["gflops"]) > 0 for r in rows)
     assert png.stat().st_size > 1000
 

@@ -10,7 +10,7 @@ from cnnlab.convlab.direct import conv2d_direct
 from cnnlab.convlab.fft import conv2d_fft
 from cnnlab.convlab.im2col import column_bytes, conv2d_im2col
 from cnnlab.convlab.module import ALGORITHMS, Conv2d, conv2d, is_eligible, use_algorithm
-from cnnlab.convlab.winograd import WinogradPrecisionWarning, conv2d_winograd, cook_toom
+from cnnlab.convlab.winograd import WinogradPrecisionWarning, conv2d_winograd, cook_toom, transform_filters
 from cnnlab.convlab.workspace import (
     WorkspaceLimitError,
     get_workspace_limit,
@@ -35,6 +35,7 @@ __all__ = [
     "get_workspace_limit",
     "is_eligible",
     "set_workspace_limit",
+    "transform_filters",
     "use_algorithm",
     "workspace_bytes",
     "workspace_limit",

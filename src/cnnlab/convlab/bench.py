@@ -5,7 +5,9 @@ interleaved rounds (round r runs each algorithm once, in an order rotated per ro
 shared machine hit all of them alike; a sample repeats sub-5 ms calls and reports the time per call);
 the figure is the median over rounds, with the min-max spread. The clock covers one full call of the
 function: argument checks, padding, transforms (Winograd's filter transform included: nothing is cached
-between calls), the GEMMs and the output. It excludes creating the inputs. GFLOP/s are counted as
+between calls), the GEMMs and the output. It excludes creating the inputs. The one exception is named so:
+"winograd4+cached" times inference with the filters transformed once beforehand (transform_filters, as
+convlab.Conv2d(cache_filters=True) does), so its clock excludes the filter transform. GFLOP/s are counted as
 direct convolution's MACs x 2 for every algorithm, so they compare time.
 """
 
@@ -29,7 +31,7 @@ import torch.nn.functional as F
 
 from cnnlab.convlab._common import geometry
 from cnnlab.convlab.module import ALGORITHMS, conv2d
-from cnnlab.convlab.winograd import WinogradPrecisionWarning
+from cnnlab.convlab.winograd import WinogradPrecisionWarning, conv2d_winograd, transform_filters
 from cnnlab.convlab.workspace import workspace_bytes
 
 # REFERENCES.md sec. 6: max|err| / max|ref| against float64 on random inputs. bfloat16 has no figure:
@@ -104,6 +106,18 @@ class Config:
     algorithms: tuple[str, ...]
 
 
+WINOGRAD_STUDY = ("torch", "im2col", "winograd2", "winograd4", "winograd6", "winograd4+cached")
+CACHED = "+cached"
+
+
+def _timed_call(alg: str, x: torch.Tensor, w: torch.Tensor, pad: int) -> Callable[[], object]:
+    if alg.endswith(CACHED):  # inference: the filters were transformed before the clock started
+        tile = int(alg[len("winograd") : -len(CACHED)])
+        u = transform_filters(w, tile)
+        return functools.partial(conv2d_winograd, x, w, None, 1, pad, 1, 1, tile, transformed_weight=u)
+    return functools.partial(conv2d, x, w, None, 1, pad, 1, 1, alg)
+
+
 def grid(name: str) -> list[Config]:
     """Configurations per study. "small" keeps the default run to a few minutes on 1-2 CPU cores;
     "full" sweeps kernel 1-31, channels 3-512, sizes 7-224 and batches 1-32 (tens of minutes);
@@ -111,7 +125,7 @@ def grid(name: str) -> list[Config]:
     if name == "tiny":
         return [
             Config("im2col", 1, 8, 12, 8, 3, ("torch", "im2col")),
-            Config("winograd", 1, 16, 12, 16, 3, ("im2col", "winograd4")),
+            Config("winograd", 1, 16, 12, 16, 3, ("im2col", "winograd4", "winograd4+cached")),
             Config("fft", 1, 4, 16, 4, 3, ("torch", "fft")),
             Config("fft", 1, 4, 16, 4, 9, ("torch", "fft")),
         ]
@@ -121,9 +135,7 @@ def grid(name: str) -> list[Config]:
             rows.append(Config("im2col", n, c, size, max(c, 64), 3, ("torch", "im2col")))
         for c in (32, 64, 128, 256):
             for size in (14, 28, 56):
-                rows.append(
-                    Config("winograd", 4, c, size, c, 3, ("torch", "im2col", "winograd2", "winograd4", "winograd6"))
-                )
+                rows.append(Config("winograd", 4, c, size, c, 3, WINOGRAD_STUDY))
         for size in (64, 128):
             for k in (3, 5, 7, 9, 11, 13, 15, 17, 21, 25, 31):
                 rows.append(Config("fft", 1, 16, size, 16, k, ("torch", "fft")))
@@ -135,9 +147,7 @@ def grid(name: str) -> list[Config]:
         for n in (1, 8):
             for c in (16, 32, 64, 128, 256, 512):
                 for size in (7, 14, 28, 56):
-                    rows.append(
-                        Config("winograd", n, c, size, c, 3, ("torch", "im2col", "winograd2", "winograd4", "winograd6"))
-                    )
+                    rows.append(Config("winograd", n, c, size, c, 3, WINOGRAD_STUDY))
         for size in (64, 128, 224):
             for c in (3, 16, 64):
                 for k in range(1, 32, 2):
@@ -215,13 +225,14 @@ def bench(
         # "same" for odd kernels; F.conv2d's "same" with even kernels would copy the input, which is not the
         # thing measured here.
         pad = cfg.kernel // 2
-        fns = {a: functools.partial(conv2d, x, w, None, 1, pad, 1, 1, a) for a in cfg.algorithms}
+        fns = {a: _timed_call(a, x, w, pad) for a in cfg.algorithms}
         with torch.no_grad():
             times = time_interleaved(fns, rounds, device, clock=clock)
         macs = geometry(x.shape, w.shape, 1, pad).macs
         for alg, ts in times.items():
             med = statistics.median(ts)
-            ws = None if alg == "torch" else workspace_bytes(alg, x.shape, w.shape, padding=pad, dtype=dtype)
+            ws_alg = alg.removesuffix(CACHED)  # cached: U is still held, the reordered filters are not (small)
+            ws = None if alg == "torch" else workspace_bytes(ws_alg, x.shape, w.shape, padding=pad, dtype=dtype)
             rows.append(
                 {
                     **{k: v for k, v in asdict(cfg).items() if k != "algorithms"},
@@ -296,29 +307,8 @@ def findings(rows: list[dict]) -> list[str]:
             f"im2col / F.conv2d time: median {statistics.median(p[0] for p in ratios):.2f}x, worst {worst:.2f}x "
             f"(N={wr['n']} C={wr['c']} {wr['size']}x{wr['size']} k={wr['kernel']}): {ok} 2x"
         )
-    wins, losses = [], []
-    for r in rows:
-        if r["study"] == "winograd" and r["algorithm"] == "winograd4":
-            key = dict(study="winograd", n=r["n"], c=r["c"], size=r["size"])
-            speedup = _median(rows, "im2col", **key) / r["median_ms"]
-            vs_torch = _median(rows, "torch", **key) / r["median_ms"] if _median(rows, "torch", **key) else None
-            (wins if speedup >= 1 else losses).append((r["c"], r["size"], r["n"], speedup, vs_torch))
-    if wins or losses:
-        big = [s for s in wins + losses if s[0] >= 128]
-        if big:
-            lo, hi = min(b[3] for b in big), max(b[3] for b in big)
-            met = sum(b[3] >= 1.5 for b in big)
-            out.append(
-                f"Winograd F(4x4,3x3) vs our im2col at >=128 channels: {lo:.2f}x to {hi:.2f}x "
-                f"(>= 1.5x in {met} of {len(big)} configurations)"
-            )
-        for c, size, n, s, vt in sorted(wins + losses):
-            vt_s = f", {vt:.2f}x vs F.conv2d" if vt else ""
-            out.append(f"  C=K={c:<3} {size:>2}x{size:<2} N={n}: winograd4 {s:.2f}x vs im2col{vt_s}")
-        if losses:
-            out.append(
-                "  winograd4 loses to im2col at: " + ", ".join(f"C={c} {size}x{size}" for c, size, *_ in sorted(losses))
-            )
+    for alg, what in (("winograd4", "per call"), ("winograd4" + CACHED, "filters transformed once (inference)")):
+        out += _winograd_findings(rows, alg, what)
     for size in sorted({r["size"] for r in rows if r["study"] == "fft"}):
         for c in sorted({r["c"] for r in rows if r["study"] == "fft" and r["size"] == size}):
             ks = sorted({r["kernel"] for r in rows if r["study"] == "fft" and r["size"] == size and r["c"] == c})
@@ -333,6 +323,36 @@ def findings(rows: list[dict]) -> list[str]:
             cross = next((k for k in ks if all(j in faster for j in ks if j >= k)), None)
             desc = f"first at k = {first}, at every k >= {cross}" if cross is not None else "never in the sizes tried"
             out.append(f"FFT beats F.conv2d at {size}x{size}, C=K={c}: {desc} (kernels tried {ks[0]}-{ks[-1]})")
+    return out
+
+
+def _winograd_findings(rows: list[dict], alg: str, what: str) -> list[str]:
+    out: list[str] = []
+    wins, losses = [], []
+    for r in rows:
+        if r["study"] == "winograd" and r["algorithm"] == alg:
+            key = dict(study="winograd", n=r["n"], c=r["c"], size=r["size"])
+            speedup = _median(rows, "im2col", **key) / r["median_ms"]
+            vs_torch = _median(rows, "torch", **key) / r["median_ms"] if _median(rows, "torch", **key) else None
+            (wins if speedup >= 1 else losses).append((r["c"], r["size"], r["n"], speedup, vs_torch))
+    big = [s for s in wins + losses if s[0] >= 128]
+    if big:
+        lo, hi = min(b[3] for b in big), max(b[3] for b in big)
+        met = sum(b[3] >= 1.5 for b in big)
+        out.append(
+            f"Winograd F(4x4,3x3), {what}, vs our im2col at >=128 channels: {lo:.2f}x to {hi:.2f}x "
+            f"(>= 1.5x in {met} of {len(big)} configurations)"
+        )
+        short = [f"C={b[0]} {b[1]}x{b[1]} ({b[3]:.2f}x)" for b in sorted(big) if b[3] < 1.5]
+        if short:
+            out.append("  under 1.5x at: " + ", ".join(short))
+    for c, size, n, s, vt in sorted(wins + losses):
+        vt_s = f", {vt:.2f}x vs F.conv2d" if vt else ""
+        out.append(f"  C=K={c:<3} {size:>2}x{size:<2} N={n}: {alg} {s:.2f}x vs im2col{vt_s}")
+    if losses:
+        out.append(
+            f"  {alg} loses to im2col at: " + ", ".join(f"C={c} {size}x{size}" for c, size, *_ in sorted(losses))
+        )
     return out
 
 
@@ -378,14 +398,15 @@ def plot_crossover(rows: list[dict], path: str | Path) -> Path:
     ax.set(xlabel="kernel size k", ylabel="median ms", yscale="log", title="FFT vs F.conv2d (direct)")
     ax.legend(fontsize=7)
     ax = axes[1]
-    for size in sorted({r["size"] for r in rows if r["study"] == "winograd"}):
-        pts = []
-        for r in rows:
-            if r["study"] == "winograd" and r["size"] == size and r["algorithm"] == "winograd4":
-                base = _median(rows, "im2col", study="winograd", n=r["n"], c=r["c"], size=size)
-                pts.append((r["c"], base / r["median_ms"]))
-        if pts:
-            ax.plot(*zip(*sorted(pts)), "-o", label=f"{size}x{size}", markersize=3)
+    for alg, style, tag in (("winograd4", "-o", ""), ("winograd4" + CACHED, "--^", " filters cached")):
+        for size in sorted({r["size"] for r in rows if r["study"] == "winograd"}):
+            pts = []
+            for r in rows:
+                if r["study"] == "winograd" and r["size"] == size and r["algorithm"] == alg:
+                    base = _median(rows, "im2col", study="winograd", n=r["n"], c=r["c"], size=size)
+                    pts.append((r["c"], base / r["median_ms"]))
+            if pts:
+                ax.plot(*zip(*sorted(pts)), style, label=f"{size}x{size}{tag}", markersize=3)
     ax.axhline(1.0, color="gray", lw=0.8)
     ax.axhline(1.5, color="gray", lw=0.8, ls=":")
     chans = sorted({r["c"] for r in rows if r["study"] == "winograd"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import torch
@@ -12,7 +13,7 @@ from cnnlab.convlab._common import ConvArgumentError, IntOrPair, Padding
 from cnnlab.convlab.direct import conv2d_direct
 from cnnlab.convlab.fft import conv2d_fft
 from cnnlab.convlab.im2col import conv2d_im2col
-from cnnlab.convlab.winograd import TILES, R, conv2d_winograd
+from cnnlab.convlab.winograd import TILES, R, conv2d_winograd, transform_filters
 from cnnlab.errors import UnknownNameError
 
 # "torch" is F.conv2d itself (oneDNN on CPU, cuDNN on CUDA): the baseline and the way back.
@@ -66,11 +67,32 @@ def is_eligible(conv: nn.Module, algorithm: str) -> bool:
 
 
 class Conv2d(nn.Conv2d):
-    """nn.Conv2d whose forward runs a convlab algorithm; same parameters, same state_dict keys."""
+    """nn.Conv2d whose forward runs a convlab algorithm; same parameters, same state_dict keys.
 
-    def __init__(self, *args: Any, algorithm: str = "torch", **kwargs: Any):
+    cache_filters=True (Winograd only) keeps the transformed filters U between calls whenever no gradient
+    is wanted for the weight (inference): the filter transform is then paid once, as inference engines do.
+    U is recomputed when the weight changes through autograd-visible ways (an optimizer step,
+    load_state_dict, a new Parameter, .to()); edits through `weight.data` are invisible to PyTorch's
+    version counter, so call `clear_filter_cache()` after those. Off by default for that reason."""
+
+    def __init__(self, *args: Any, algorithm: str = "torch", cache_filters: bool = False, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.algorithm = algorithm
+        self.cache_filters = cache_filters
+        self._filter_cache: tuple[weakref.ref, tuple, torch.Tensor] | None = None
+
+    def clear_filter_cache(self) -> None:
+        self._filter_cache = None
+
+    def _transformed_filters(self, weight: torch.Tensor, tile: int) -> torch.Tensor:
+        # A weak reference catches replaced Parameters (an id could be reused), the version counter in-place
+        # updates; data_ptr, dtype and device catch .to()/.half(), which swap the storage under the same object.
+        key = (weight._version, weight.data_ptr(), weight.dtype, weight.device, tile, self.groups)
+        cache = self._filter_cache
+        if cache is None or cache[0]() is not weight or cache[1] != key:
+            with torch.no_grad():
+                cache = self._filter_cache = (weakref.ref(weight), key, transform_filters(weight, tile, self.groups))
+        return cache[2]
 
     @property
     def algorithm(self) -> str:
@@ -84,7 +106,7 @@ class Conv2d(nn.Conv2d):
         self._algorithm = value
 
     @classmethod
-    def from_conv(cls, conv: nn.Conv2d, algorithm: str) -> Conv2d:
+    def from_conv(cls, conv: nn.Conv2d, algorithm: str, cache_filters: bool = False) -> Conv2d:
         """A Conv2d sharing `conv`'s Parameter objects (optimizers and tied weights keep working)."""
         new = cls(
             conv.in_channels,
@@ -98,6 +120,7 @@ class Conv2d(nn.Conv2d):
             padding_mode=conv.padding_mode,
             device="meta",  # placeholders, replaced by the shared parameters just below
             algorithm=algorithm,
+            cache_filters=cache_filters,
         )
         new.weight = conv.weight
         new.bias = conv.bias
@@ -109,23 +132,32 @@ class Conv2d(nn.Conv2d):
         if self.padding_mode != "zeros":  # reflect/replicate/circular: pad first, as nn.Conv2d does
             input = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
             padding = 0
+        wants_grad = torch.is_grad_enabled() and weight.requires_grad
+        if self.cache_filters and self.algorithm.startswith("winograd") and not wants_grad:
+            tile = int(self.algorithm[len("winograd") :])
+            u = self._transformed_filters(weight, tile)
+            return conv2d_winograd(
+                input, weight, bias, self.stride, padding, self.dilation, self.groups, tile, transformed_weight=u
+            )
+        self._filter_cache = None  # training: the cache would go stale at the next step; free it
         return conv2d(input, weight, bias, self.stride, padding, self.dilation, self.groups, self.algorithm)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, algorithm={self.algorithm!r}"
 
 
-def use_algorithm(model: nn.Module, algorithm: str) -> int:
+def use_algorithm(model: nn.Module, algorithm: str, cache_filters: bool = False) -> int:
     """Swap every eligible conv inside `model` to `algorithm`, in place; return how many were swapped.
 
     Plain nn.Conv2d children are replaced by convlab.Conv2d sharing their parameters; existing
-    convlab.Conv2d modules have their algorithm set. Ineligible convs (e.g. 7x7 or strided ones for
-    Winograd) keep running as before, so the model stays correct.
+    convlab.Conv2d modules have their algorithm set. cache_filters: see Conv2d. Ineligible convs (e.g. 7x7
+    or strided ones for Winograd) keep running as before, so the model stays correct.
     """
     _check_name(algorithm)
     if type(model) is Conv2d:  # the root itself: nothing to replace, just switch it
         if unsupported_reason(model, algorithm) is None:
-            model.algorithm = algorithm
+            model.algorithm, model.cache_filters = algorithm, cache_filters
+            model.clear_filter_cache()
             return 1
         return 0
     if type(model) is nn.Conv2d:
@@ -140,10 +172,11 @@ def use_algorithm(model: nn.Module, algorithm: str) -> int:
                 setattr(parent, name, swapped[id(child)])
             elif is_eligible(child, algorithm):
                 if type(child) is Conv2d:
-                    child.algorithm = algorithm
+                    child.algorithm, child.cache_filters = algorithm, cache_filters
+                    child.clear_filter_cache()
                     new = child
                 else:
-                    new = Conv2d.from_conv(child, algorithm)
+                    new = Conv2d.from_conv(child, algorithm, cache_filters)
                     setattr(parent, name, new)
                 swapped[id(child)] = new
     return len(swapped)

@@ -174,15 +174,33 @@ def tile_counts(geo: ConvGeometry, tile: int) -> tuple[int, int]:
     return -(-ho // tile), -(-wo // tile)
 
 
+def padded_channels_last(x: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
+    """(N, C, H, W) -> zero-padded (N, Hp, Wp, C), channels innermost; pad = (top, bottom, left, right).
+
+    Why channels last: the tile gather below and the stitching in `output_transform` then copy runs of C
+    contiguous values. Gathering 6x6 tiles straight from NCHW copies runs of one value and took about 3x
+    as long, which at 14x14 was a third of the whole convolution."""
+    t, b, left, r = pad
+    n, c, h, w = x.shape
+    xp = x.new_empty(n, h + t + b, w + left + r, c)
+    # Zero only the border; the interior is overwritten by the (transposing) copy.
+    xp[:, :t].zero_()
+    xp[:, h + t :].zero_()
+    xp[:, t : h + t, :left].zero_()
+    xp[:, t : h + t, w + left :].zero_()
+    xp[:, t : h + t, left : w + left].copy_(x.permute(0, 2, 3, 1))
+    return xp
+
+
 def input_transform(xp: torch.Tensor, B_t: torch.Tensor, tile: int, groups: int) -> torch.Tensor:
-    """V = B_t d B for every tile: (N, C, Hp, Wp) padded input -> (alpha^2, G, T, C/G), T = N*nH*nW."""
+    """V = B_t d B for every tile: (N, Hp, Wp, C) padded input -> (alpha^2, G, T, C/G), T = N*nH*nW."""
     alpha = B_t.shape[0]
     a2 = alpha * alpha
-    n, c = xp.shape[:2]
-    d = xp.unfold(2, alpha, tile).unfold(3, alpha, tile)  # (N, C, nH, nW, alpha, alpha), a view
-    d = d.unflatten(1, (groups, c // groups))  # (N, G, C/G, nH, nW, alpha, alpha)
+    c = xp.shape[3]
+    d = xp.unfold(1, alpha, tile).unfold(2, alpha, tile)  # (N, nH, nW, C, alpha, alpha), a view
+    d = d.unflatten(3, (groups, c // groups))  # (N, nH, nW, G, C/G, alpha, alpha)
     # Gather the tiles with the tile position first and channels last: the layout the GEMMs want.
-    tiles = d.permute(5, 6, 1, 0, 3, 4, 2).contiguous().view(a2, -1)  # (alpha^2, G*N*nH*nW*C/G)
+    tiles = d.permute(5, 6, 3, 0, 1, 2, 4).contiguous().view(a2, -1)  # (alpha^2, G*N*nH*nW*C/G)
     workspace.record("tiles", tiles)
     half = torch.matmul(B_t, tiles.view(alpha, -1))  # rows: (alpha_p, alpha_j * G*T*C/G)
     workspace.record("tiles_half_transformed", half)
@@ -190,11 +208,56 @@ def input_transform(xp: torch.Tensor, B_t: torch.Tensor, tile: int, groups: int)
     return v.view(a2, groups, -1, c // groups)
 
 
+# The element-wise matmuls read U's (C/G, K/G) slices. Stored as a transposed view, BLAS (MKL on this
+# x86 CPU) reads them as fast as a contiguous matrix up to 192x192 floats and 11-14% slower from 256x256
+# (measured at T=64 tiles; the slice then outgrows the core's share of L2). Reordering the filters first
+# costs a copy of the weight: worth it only above this size.
+REORDER_FILTERS_BYTES = 256 * 1024
+
+
 def weight_transform(weight: torch.Tensor, GG: torch.Tensor, groups: int) -> torch.Tensor:
     """U = G g G_t: (K, C/G, 3, 3) -> (alpha^2, G, C/G, K/G). GG = G (x) G, (alpha^2, 9)."""
     k, cg = weight.shape[:2]
-    u = torch.matmul(GG, weight.reshape(k * cg, R * R).t())  # (alpha^2, K*C/G)
-    return u.view(GG.shape[0], groups, k // groups, cg).transpose(2, 3)  # a view; matmul reads it transposed
+    kg = k // groups
+    if cg * kg * weight.element_size() < REORDER_FILTERS_BYTES:
+        u = torch.matmul(GG, weight.reshape(k * cg, R * R).t())  # (alpha^2, K*C/G)
+        return u.view(GG.shape[0], groups, kg, cg).transpose(2, 3)  # a view; matmul reads it transposed
+    w = weight.reshape(groups, kg, cg, R * R).transpose(1, 2).contiguous()  # (G, C/G, K/G, 9)
+    workspace.record("filters_reordered", w)
+    u = torch.matmul(GG, w.view(-1, R * R).t())  # (alpha^2, G*C/G*K/G)
+    return u.view(GG.shape[0], groups, cg, kg)
+
+
+def transform_filters(weight: torch.Tensor, tile: int = 4, groups: int = 1) -> torch.Tensor:
+    """U = G g G_t for every filter, (alpha^2, G, C/G, K/G): compute it once and pass it to
+    conv2d_winograd(..., transformed_weight=U) to skip the filter transform at inference. It holds
+    (alpha/3)^2 times the weight's numbers (4x for F(4x4,3x3)), and at 14x14 or smaller maps producing it
+    costs about a fifth of a call."""
+    if tile not in TILES:
+        raise ConvArgumentError(f"Winograd does not support tile={tile!r} (supported: 2, 4, 6)")
+    if weight.dim() != 4 or tuple(weight.shape[2:]) != (R, R):
+        raise ConvArgumentError(f"Winograd filters must be (K, C/groups, 3, 3), got {tuple(weight.shape)}")
+    if groups < 1 or weight.shape[0] % groups:
+        raise ConvArgumentError(f"out_channels {weight.shape[0]} is not divisible by groups={groups}")
+    _, GG, _ = matrices(tile, weight.dtype, weight.device)
+    return weight_transform(weight, GG, groups)
+
+
+def _checked_transformed(
+    u: torch.Tensor, weight: torch.Tensor, tile: int, groups: int, x: torch.Tensor
+) -> torch.Tensor:
+    k, cg = weight.shape[:2]
+    want = ((tile + R - 1) ** 2, groups, cg, k // groups)
+    if tuple(u.shape) != want:
+        raise ConvArgumentError(
+            f"transformed_weight has shape {tuple(u.shape)}; F({tile}x{tile},3x3) with weight "
+            f"{tuple(weight.shape)} and groups={groups} needs {want} (see transform_filters)"
+        )
+    if u.dtype != x.dtype or u.device != x.device:
+        raise ConvArgumentError(
+            f"transformed_weight is {u.dtype} on {u.device} but the input is {x.dtype} on {x.device}"
+        )
+    return u
 
 
 def elementwise_stage(V: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
@@ -203,15 +266,15 @@ def elementwise_stage(V: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
 
 
 def output_transform(M: torch.Tensor, A_t: torch.Tensor, n: int, n_h: int, n_w: int) -> torch.Tensor:
-    """Y = A_t M A per tile, tiles stitched: (alpha^2, G, T, K/G) -> (N, K, nH*m, nW*m)."""
+    """Y = A_t M A per tile, tiles stitched: (alpha^2, G, T, K/G) -> (N, nH*m, nW*m, K), channels last."""
     m, alpha = A_t.shape
     g, kg = M.shape[1], M.shape[3]
     half = torch.matmul(A_t, M.reshape(alpha, -1))  # rows: (m_i, alpha_q * G*T*K/G)
     workspace.record("output_half_transformed", half)
     y = torch.matmul(A_t, half.view(m, alpha, -1))  # columns, batched over i: (m_i, m_j, G*T*K/G)
     workspace.record("output_tiles_transformed", y)
-    y = y.view(m, m, g, n, n_h, n_w, kg).permute(3, 2, 6, 4, 0, 5, 1)  # (N, G, K/G, nH, m, nW, m)
-    return y.reshape(n, g * kg, n_h * m, n_w * m)
+    y = y.view(m, m, g, n, n_h, n_w, kg).permute(3, 4, 0, 5, 1, 2, 6)  # (N, nH, m, nW, m, G, K/G)
+    return y.reshape(n, n_h * m, n_w * m, g * kg)
 
 
 def conv2d_winograd(
@@ -223,8 +286,13 @@ def conv2d_winograd(
     dilation: IntOrPair = 1,
     groups: int = 1,
     tile: int = 4,
+    *,
+    transformed_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """F.conv2d for 3x3, stride 1, dilation 1 (any padding, groups) by Winograd F(tile x tile, 3 x 3)."""
+    """F.conv2d for 3x3, stride 1, dilation 1 (any padding, groups) by Winograd F(tile x tile, 3 x 3).
+
+    `transformed_weight`: U = transform_filters(weight, tile, groups), computed once for inference. The
+    caller promises it was made from this `weight`; gradients do not flow through it to `weight`."""
     geo = check_args(input, weight, bias, stride, padding, dilation, groups)
     check_supported(geo, tile)
     if input.dtype == torch.bfloat16 and tile >= 4:
@@ -241,17 +309,21 @@ def conv2d_winograd(
     n_h, n_w = tile_counts(geo, tile)
     t, b, left, r = geo.pad
     # Pad the bottom/right up to whole tiles; the extra outputs are cropped at the end.
-    xp = torch.nn.functional.pad(x, (left, r + n_w * tile - wo, t, b + n_h * tile - ho))
+    xp = padded_channels_last(x, (t, b + n_h * tile - ho, left, r + n_w * tile - wo))
     workspace.record("padded_input", xp)
     V = input_transform(xp, B_t, tile, geo.groups)
     workspace.record("V", V)
-    U = weight_transform(weight, GG, geo.groups)
+    if transformed_weight is None:
+        U = weight_transform(weight, GG, geo.groups)
+    else:
+        U = _checked_transformed(transformed_weight, weight, tile, geo.groups, x)
     workspace.record("U", U)
     M = elementwise_stage(V, U)
     workspace.record("M", M)
     y = output_transform(M, A_t, geo.n, n_h, n_w)
     workspace.record("output_tiles", y)
-    out = y[:, :, :ho, :wo]
-    if (n_h * tile, n_w * tile) != (ho, wo):
-        out = out.contiguous()
+    out = y[:, :ho, :wo].permute(0, 3, 1, 2)  # NCHW view of channels-last data
+    # The memory format of the result follows the input's, as with F.conv2d.
+    channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    out = out.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     return finish(out, bias, input, unbatched)

@@ -70,7 +70,10 @@ def _formula(algorithm: str, g: ConvGeometry, dtype: torch.dtype) -> int:
         padded_tiles = n * c * (n_h * m + 2) * (n_w * m + 2)
         # input tiles gathered, after the row transform, after the column transform (V)
         data = 3 * alpha**2 * tiles * c
-        filters = alpha**2 * k * cg  # U
+        from cnnlab.convlab.winograd import REORDER_FILTERS_BYTES
+
+        reordered = 9 * k * cg if cg * (k // g.groups) * e >= REORDER_FILTERS_BYTES else 0
+        filters = alpha**2 * k * cg + reordered  # U, and the filters reordered for it when large
         products = alpha**2 * tiles * k  # M
         # M after the row transform, after the column transform, then stitched into an image
         outputs = m * alpha * tiles * k + 2 * m * m * tiles * k
