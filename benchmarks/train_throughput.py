@@ -1,22 +1,31 @@
 """Training throughput: cnnlab's loader + loop against a plain PyTorch loop fed by a torchvision DataLoader.
 
-Same model (resnet20, fp32, batch 128, 32x32 `shapes` images), same process, same thread count, measured one
-after the other; then a per-architecture table of training and inference img/s for the zoo.
+Same model (resnet20, fp32, batch 128, 32x32 `shapes` images), same process, same thread count; every contender
+is warmed up once, then run in `--rounds` interleaved rounds (order rotated per round); the figures are medians
+over rounds. Then a per-architecture table of training and inference img/s for the zoo.
 
     .venv/bin/python benchmarks/train_throughput.py                 # the comparison, then the table
-    .venv/bin/python benchmarks/train_throughput.py --steps 20 --table 'resnet*'
+    .venv/bin/python benchmarks/train_throughput.py --rounds 3 --table 'resnet*'
 
-What the clock includes:
-- cnnlab: `cnnlab.train.loop.train` with `iterations=N` (no checkpoint within the run); img/s is its own
-  `summary.json` figure: the training loop only (batch gathering, augmentation, forward, backward, optimizer
-  step, bookkeeping), after one warm-up run of the same length.
-- baseline: a torchvision `DataLoader` over PIL images with RandomCrop(32, padding=4), RandomHorizontalFlip,
+Contenders, and what each clock includes:
+- cnnlab: `cnnlab.train.loop.train` with its defaults (channels_last="auto", which is channels-last on the
+  CPU). Its loop clock (summary.json's train_seconds) covers batch gathering and augmentation, forward,
+  backward, optimizer step, the finiteness checks and bookkeeping, not building the model or the run
+  directory. Two fresh runs, of --warmup + --steps and of --warmup iterations: the difference of their
+  clocks times the last --steps steps, leaving out the cold first steps as the textbook loop's untimed
+  warm-up does. The summary.json figure of the longer run (cold start included) is printed too.
+- cnnlab NCHW: the same with channels_last=false, to show how much of the gain is the memory layout.
+- textbook: a torchvision `DataLoader` over PIL images with RandomCrop(32, padding=4), RandomHorizontalFlip,
   ToTensor, Normalize (the CIFAR-10 tutorial pipeline), and the textbook loop: zero_grad, forward,
-  cross-entropy, backward, SGD step. Timed over the same number of steps after `--warmup` steps.
-- table: per model, `--table-steps` training steps (SGD, batch `--table-batch`) and eval-mode forward passes
-  on random data, each after one warm-up step; the median of 3 timings. CIFAR-style models run at 32x32,
+  cross-entropy, backward, SGD step; `--steps` steps timed after `--warmup` untimed ones. With 0 and 2 workers,
+  and with 0 workers plus a channels-last model (the same layout as cnnlab's, to compare loader + loop alone).
+- step only: the textbook step on one fixed batch, no data loading at all: the ceiling that any loader and
+  loop could reach with this model, layout and thread count.
+- table: per model, `--table-steps` textbook training steps (NCHW, SGD, batch `--table-batch`) and eval-mode
+  forward passes on random data, each after one warm-up step; the median of 3 timings. CIFAR-style models run at 32x32,
   the others at their smallest working size rounded up to a multiple of 32 (at least 64).
-Results go to benchmarks/results/train_throughput-<hostname>.csv.
+Results go to benchmarks/results/train_throughput-<hostname>.csv (the comparison) and
+train_throughput_table-<hostname>.csv (the table).
 """
 
 from __future__ import annotations
@@ -28,43 +37,68 @@ import socket
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from cnnlab.fileio import atomic_path
 
-def cnnlab_img_per_s(steps: int, batch: int, data: str, threads: int) -> float:
+SUMMARY_FIGURES: dict[str, list[float]] = {}  # cnnlab's own summary.json img/s, cold first step included
+
+
+def cnnlab_img_per_s(
+    steps: int, batch: int, data: str, threads: int, warmup: int, channels_last: str = "auto"
+) -> float:
+    """Steady-state img/s of cnnlab's loop: two fresh runs, of warmup + steps and of warmup iterations; the
+    difference of their loop clocks (summary.json's train_seconds) times the last `steps` steps, so the cold
+    first steps are left out exactly as the textbook loop's untimed warm-up steps are."""
     from cnnlab.train.loop import train
     from cnnlab.train.recipe import load_recipe
 
-    recipe = load_recipe(
-        None,
-        model="resnet20",
-        data=data,
-        batch_size=batch,
-        iterations=steps,
-        lr=0.1,
-        augment="flip,crop:4",
-        threads=threads,
-        progress=False,
-        plots=False,
-        val_fraction=0.0,
-    )
-    rates = []
-    for _ in range(2):  # the first run warms caches (and imports); the second is measured
+    def run(iterations: int) -> dict:
+        recipe = load_recipe(
+            None,
+            model="resnet20",
+            data=data,
+            batch_size=batch,
+            iterations=iterations,
+            lr=0.1,
+            augment="flip,crop:4",
+            threads=threads,
+            progress=False,
+            plots=False,
+            val_fraction=0.0,
+            channels_last=channels_last,
+        )
         with tempfile.TemporaryDirectory() as tmp:
-            res = train(recipe, out=Path(tmp) / "run", log=lambda s: None)
-            rates.append(res.summary["images_per_second"])
-    return rates[-1]
+            return train(recipe, out=Path(tmp) / "run", log=lambda s: None).summary
+
+    long, short = run(warmup + steps), run(warmup)
+    SUMMARY_FIGURES.setdefault(channels_last, []).append(long["images_per_second"])
+    return steps * batch / (long["train_seconds"] - short["train_seconds"])
 
 
-def baseline_img_per_s(steps: int, batch: int, data: str, workers: int, warmup: int) -> float:
+def _textbook_model(n_classes: int, channels_last: bool):
+    from cnnlab import create_model
+
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=n_classes)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    model.train()
+    return model, opt
+
+
+def baseline_img_per_s(
+    steps: int, batch: int, data: str, workers: int, warmup: int, channels_last: bool = False
+) -> float:
     import torchvision.transforms as T
     from PIL import Image
     from torch.utils.data import DataLoader, Dataset
 
-    from cnnlab import create_model
     from cnnlab.data import load
 
     ds = load(data, split="train", val_fraction=0.0)
@@ -84,15 +118,14 @@ def baseline_img_per_s(steps: int, batch: int, data: str, workers: int, warmup: 
             return self.tf(Image.fromarray(x[i])), int(y[i])
 
     loader = DataLoader(PILSet(), batch_size=batch, shuffle=True, num_workers=workers, drop_last=True)
-    torch.manual_seed(0)
-    model = create_model("resnet20", num_classes=len(ds.classes))
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-    model.train()
+    model, opt = _textbook_model(len(ds.classes), channels_last)
     done, t0 = 0, None
     while done < steps + warmup:
         for xb, yb in loader:
             if done == warmup:
                 t0 = time.perf_counter()
+            if channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
             opt.zero_grad()
             F.cross_entropy(model(xb), yb).backward()
             opt.step()
@@ -100,6 +133,31 @@ def baseline_img_per_s(steps: int, batch: int, data: str, workers: int, warmup: 
             if done == steps + warmup:
                 break
     return steps * batch / (time.perf_counter() - t0)
+
+
+def step_only_img_per_s(steps: int, batch: int, warmup: int, channels_last: bool) -> float:
+    model, opt = _textbook_model(10, channels_last)
+    xb, yb = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+    if channels_last:
+        xb = xb.contiguous(memory_format=torch.channels_last)
+    for i in range(steps + warmup):
+        if i == warmup:
+            t0 = time.perf_counter()
+        opt.zero_grad()
+        F.cross_entropy(model(xb), yb).backward()
+        opt.step()
+    return steps * batch / (time.perf_counter() - t0)
+
+
+def compare(contenders: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """img/s per contender: one warm-up call each, then `rounds` interleaved rounds, order rotated per round."""
+    for fn in contenders.values():
+        fn()
+    names, got = list(contenders), {name: [] for name in contenders}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            got[name].append(contenders[name]())
+    return got
 
 
 def _timed(fn, n: int, batch: int) -> float:
@@ -158,7 +216,8 @@ def table(pattern: str, steps: int, batch: int) -> list[dict]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=30, help="timed training steps per side")
+    p.add_argument("--steps", type=int, default=15, help="timed training steps per contender and round")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians are reported)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--data", default="shapes:train=5000,test=500")
@@ -170,24 +229,51 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {args.threads} threads, "
-          f"host {socket.gethostname()}; resnet20 fp32, batch {args.batch}, 32x32, {args.steps} steps")  # fmt: skip
-    ours = cnnlab_img_per_s(args.steps, args.batch, args.data, args.threads)
-    print(f"cnnlab loader + loop:                  {ours:8.1f} img/s")
-    base = {}
-    for w in args.workers:
-        base[w] = baseline_img_per_s(args.steps, args.batch, args.data, w, args.warmup)
-        print(f"torchvision DataLoader (workers={w}):   {base[w]:8.1f} img/s   ratio {ours / base[w]:.2f}x")
-    best = max(base.values())
-    print(f"ratio against the best baseline: {ours / best:.2f}x (goal >= 1.3x)")
-    rows = table(args.table, args.table_steps, args.table_batch) if args.table else []
-    out = Path(__file__).parent / "results" / f"train_throughput-{socket.gethostname()}.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
+          f"host {socket.gethostname()}; resnet20 fp32, batch {args.batch}, 32x32, {args.steps} steps x "
+          f"{args.rounds} interleaved rounds, medians")  # fmt: skip
+    st, b, d, wu = args.steps, args.batch, args.data, args.warmup
+    contenders: dict[str, Callable[[], float]] = {
+        "cnnlab (defaults: channels-last on CPU)": lambda: cnnlab_img_per_s(st, b, d, args.threads, wu),
+        "cnnlab, channels_last=false": lambda: cnnlab_img_per_s(st, b, d, args.threads, wu, "false"),
+    }
+    for n in args.workers:
+        contenders[f"textbook, DataLoader workers={n}"] = lambda n=n: baseline_img_per_s(st, b, d, n, wu)
+    contenders["textbook, workers=0, channels-last"] = lambda: baseline_img_per_s(st, b, d, 0, wu, True)
+    contenders["step only, no data (NCHW)"] = lambda: step_only_img_per_s(st, b, wu, False)
+    contenders["step only, no data (channels-last)"] = lambda: step_only_img_per_s(st, b, wu, True)
+    got = compare(contenders, args.rounds)
+    med = {k: statistics.median(v) for k, v in got.items()}
+    baselines = [k for k in med if k.startswith("textbook, DataLoader")]
+    best = max(baselines, key=med.get)
+    ours = "cnnlab (defaults: channels-last on CPU)"
+    for k, v in got.items():
+        print(f"{k:<40} {med[k]:8.1f} img/s  (min {min(v):.1f}, max {max(v):.1f})  x{med[k] / med[best]:.2f}")
+    per_round = [got[ours][r] / max(got[k][r] for k in baselines) for r in range(args.rounds)]
+    print(f"ratio cnnlab / best textbook ({best}): {med[ours] / med[best]:.2f}x "
+          f"(per round {min(per_round):.2f}-{max(per_round):.2f}x; goal >= 1.3x)")  # fmt: skip
+    for layout, figures in SUMMARY_FIGURES.items():
+        print(f"cnnlab summary.json img/s over {wu + st} steps, cold start included (channels_last={layout}): "
+              f"median {statistics.median(figures[1:]):.1f}")  # fmt: skip
+    same = med[ours] / med["textbook, workers=0, channels-last"]
+    ceiling = med["step only, no data (channels-last)"] / med[best]
+    print(f"same layout (loader + loop alone): {same:.2f}x; "
+          f"ceiling for any loader + loop with this model and layout: {ceiling:.2f}x")  # fmt: skip
+    results = Path(__file__).parent / "results"
+    host = socket.gethostname()
+    out = results / f"train_throughput-{host}.csv"
+    with atomic_path(out) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["what", "input", "batch", "train_img_s", "infer_img_s", "note"])
-        w.writerow(["cnnlab resnet20", "3x32x32", args.batch, round(ours, 1), "", "loader+loop"])
-        for k, v in base.items():
-            w.writerow([f"baseline resnet20 workers={k}", "3x32x32", args.batch, round(v, 1), "", "torchvision"])
+        w.writerow(["what", "input", "batch", "train_img_s", "note"])
+        for k, v in med.items():
+            w.writerow([f"resnet20: {k}", "3x32x32", args.batch, round(v, 1), f"median of {args.rounds} rounds"])
+    print(f"wrote {out}")
+    if not args.table:
+        return
+    rows = table(args.table, args.table_steps, args.table_batch)
+    out = results / f"train_throughput_table-{host}.csv"
+    with atomic_path(out) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["model", "input", "batch", "train_img_s", "infer_img_s", "error"])
         for r in rows:
             w.writerow([r["model"], r["input"], r["batch"], r.get("train_img_s", ""), r.get("infer_img_s", ""),
                         r.get("error", "")])  # fmt: skip

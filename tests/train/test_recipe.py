@@ -90,3 +90,22 @@ def test_toml_round_trip(tmp_path):
 def test_bare_words_are_strings_and_toml_strings_work():
     assert parse_override("data=shapes:train=100") == ("data", "shapes:train=100")
     assert parse_override('model="resnet20"') == ("model", "resnet20")
+
+
+def test_channels_last_is_auto_and_takes_toml_bools():
+    import torch
+
+    from cnnlab.train.loop import use_channels_last
+
+    assert Recipe().channels_last == "auto"
+    assert load_recipe(None, ["channels_last=true"]).channels_last == "true"  # a TOML bool, as before
+    assert load_recipe(None, ["channels_last=false"]).channels_last == "false"
+    assert from_dict({"channels_last": False}).channels_last == "false"  # old run directories' recipe.toml
+    with pytest.raises(KeyError, match="channels_last.*did you mean auto"):
+        load_recipe(None, ["channels_last=autp"])
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert use_channels_last(Recipe(), cpu)
+    assert not use_channels_last(Recipe(), cuda)  # fp32 on a GPU without tensor cores gains nothing
+    assert use_channels_last(Recipe(precision="fp16"), cuda)
+    assert not use_channels_last(Recipe(channels_last="false"), cpu)
+    assert use_channels_last(Recipe(channels_last="true"), cuda)

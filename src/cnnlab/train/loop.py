@@ -88,6 +88,13 @@ def autocast(precision: str, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def use_channels_last(recipe: Recipe, device: torch.device) -> bool:
+    """Resolve the recipe's channels_last ("auto" | "true" | "false") for this device and precision."""
+    if recipe.channels_last == "auto":
+        return device.type == "cpu" or (device.type == "cuda" and recipe.precision != "fp32")
+    return recipe.channels_last == "true"
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     model = getattr(model, "_orig_mod", model)  # torch.compile
     return getattr(model, "module", model)  # DDP
@@ -175,9 +182,10 @@ def evaluate_loader(
     was_training = model.training
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top1, topk, n
+    channels_last = use_channels_last(recipe, device)
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if recipe.channels_last:
+        if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(recipe.precision, device):
             out = model(x)
@@ -294,7 +302,8 @@ def _train(
         raise CnnlabError(f"cannot resume {run}: the data's classes differ from the run's (was {data.spec} changed?)")
     model = build_model(recipe, data, model)
     model.to(dev)
-    if recipe.channels_last:
+    channels_last = use_channels_last(recipe, dev)
+    if channels_last:
         model.to(memory_format=torch.channels_last)
     meta = model_meta(recipe, data, model)
 
@@ -403,7 +412,7 @@ def _train(
                 if step >= total_steps:
                     break
                 x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-                if recipe.channels_last:
+                if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 schedule.apply(optimizer, step)
                 with autocast(recipe.precision, dev):
