@@ -267,7 +267,12 @@ def train(
     d = ddp.setup(device)
     hooks = {"lr_mults": lr_mults, "param_groups": param_groups, "train_mode": train_mode, "epoch_start": epoch_start}
     try:
-        return _train(recipe, out, resume, model, d, log if d.is_main else (lambda s: None), hooks)
+        result = _train(recipe, out, resume, model, d, log if d.is_main else (lambda s: None), hooks)
+        # Every rank leaves its last collective before any of them destroys the group. Without this, a rank
+        # that finished first tore down its gloo pairs under a peer still reading, and the peer aborted
+        # ("terminate called without an active exception"); seen with two torchrun jobs on 2 busy cores.
+        ddp.barrier(d)
+        return result
     finally:
         ddp.teardown(d)
 
