@@ -190,9 +190,14 @@ def finish(out: torch.Tensor, bias: torch.Tensor | None, input: torch.Tensor, un
         out = out + bias.view(1, -1, 1, 1)
     if unbatched:
         return out.squeeze(0)
-    if input.dim() == 4 and not input.is_contiguous() and input.is_contiguous(memory_format=torch.channels_last):
+    if is_channels_last(input):
         out = out.contiguous(memory_format=torch.channels_last)
     return out
+
+
+def is_channels_last(t: torch.Tensor) -> bool:
+    """A 4-D tensor stored channels-last (and not also plainly contiguous, as (N, 1, H, W) or 1x1 maps are)."""
+    return t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
 
 
 def pad_input(x: torch.Tensor, geo: ConvGeometry) -> torch.Tensor:

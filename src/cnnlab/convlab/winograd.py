@@ -51,6 +51,7 @@ from cnnlab.convlab._common import (
     batched,
     check_args,
     finish,
+    is_channels_last,
 )
 
 R = 3  # filter size: the only one supported
@@ -323,7 +324,6 @@ def conv2d_winograd(
     y = output_transform(M, A_t, geo.n, n_h, n_w)
     workspace.record("output_tiles", y)
     out = y[:, :ho, :wo].permute(0, 3, 1, 2)  # NCHW view of channels-last data
-    # The memory format of the result follows the input's, as with F.conv2d.
-    channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-    out = out.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    if not is_channels_last(input):  # else `finish` keeps it channels-last (copying only if cropped), as F.conv2d
+        out = out.contiguous()
     return finish(out, bias, input, unbatched)
