@@ -179,8 +179,8 @@ def padded_channels_last(x: torch.Tensor, pad: tuple[int, int, int, int]) -> tor
     """(N, C, H, W) -> zero-padded (N, Hp, Wp, C), channels innermost; pad = (top, bottom, left, right).
 
     Why channels last: the tile gather below and the stitching in `output_transform` then copy runs of C
-    contiguous values. Gathering 6x6 tiles straight from NCHW copies runs of one value and took about 3x
-    as long, which at 14x14 was a third of the whole convolution."""
+    contiguous values. Straight from and to NCHW they copy runs of one value: at C=128 on 14x14 the gather
+    took 3x as long and the stitching 1.6x, a fifth of the call (benchmarks/winograd_stages.py, part 2)."""
     t, b, left, r = pad
     n, c, h, w = x.shape
     xp = x.new_empty(n, h + t + b, w + left + r, c)
@@ -210,9 +210,9 @@ def input_transform(xp: torch.Tensor, B_t: torch.Tensor, tile: int, groups: int)
 
 
 # The element-wise matmuls read U's (C/G, K/G) slices. Stored as a transposed view, BLAS (MKL on this
-# x86 CPU) reads them as fast as a contiguous matrix up to 192x192 floats and 11-14% slower from 256x256
-# (measured at T=64 tiles; the slice then outgrows the core's share of L2). Reordering the filters first
-# costs a copy of the weight: worth it only above this size.
+# x86 CPU) reads them 15-18% slower than a contiguous matrix from 192x192 floats on, 0-16% at 128x128
+# (T=64 tiles; benchmarks/winograd_stages.py, part 3). Reordering the filters first costs a copy of the
+# weight: about what it saves at 192x192, less from 256x256 (256 KiB) on, where we start.
 REORDER_FILTERS_BYTES = 256 * 1024
 
 
@@ -232,8 +232,8 @@ def weight_transform(weight: torch.Tensor, GG: torch.Tensor, groups: int) -> tor
 def transform_filters(weight: torch.Tensor, tile: int = 4, groups: int = 1) -> torch.Tensor:
     """U = G g G_t for every filter, (alpha^2, G, C/G, K/G): compute it once and pass it to
     conv2d_winograd(..., transformed_weight=U) to skip the filter transform at inference. It holds
-    (alpha/3)^2 times the weight's numbers (4x for F(4x4,3x3)), and at 14x14 or smaller maps producing it
-    costs about a fifth of a call."""
+    (alpha/3)^2 times the weight's numbers (4x for F(4x4,3x3)), and at 14x14 with 256 channels producing it
+    is about a quarter of a call (benchmarks/winograd_stages.py)."""
     if tile not in TILES:
         raise ConvArgumentError(f"Winograd does not support tile={tile!r} (supported: 2, 4, 6)")
     if weight.dim() != 4 or tuple(weight.shape[2:]) != (R, R):
