@@ -6,6 +6,7 @@ over rounds. Then a per-architecture table of training and inference img/s for t
 
     .venv/bin/python benchmarks/train_throughput.py                 # the comparison, then the table
     .venv/bin/python benchmarks/train_throughput.py --rounds 3 --table 'resnet*'
+    .venv/bin/python benchmarks/train_throughput.py --no-compare --table-channels-last --table 'resnet*'
 
 Contenders, and what each clock includes:
 - cnnlab: `cnnlab.train.loop.train` with its defaults (channels_last="auto", which is channels-last on the
@@ -171,8 +172,37 @@ def _timed(fn, n: int, batch: int) -> float:
     return n * batch / statistics.median(times)
 
 
-def bench_model(name: str, steps: int, batch: int) -> dict:
-    from cnnlab import create_model, model_info
+def _model_rates(name: str, shape: tuple[int, int, int], steps: int, batch: int, channels_last: bool) -> tuple:
+    """(training img/s, inference img/s) of one model on random data."""
+    from cnnlab import create_model
+
+    torch.manual_seed(0)
+    model = create_model(name)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(batch, *shape)
+    y = torch.randint(0, model.num_classes, (batch,))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def train_step() -> None:
+        opt.zero_grad()
+        out = model(x)
+        F.cross_entropy(out[0] if isinstance(out, tuple) else out, y).backward()
+        opt.step()
+
+    model.train()
+    train = _timed(train_step, steps, batch)
+    model.eval()
+    with torch.no_grad():
+        infer = _timed(lambda: model(x), steps, batch)
+    return round(train, 1), round(infer, 1)
+
+
+def bench_model(name: str, steps: int, batch: int, channels_last: bool = False) -> dict:
+    """Training and inference img/s in NCHW; with `channels_last`, training again with a channels-last model
+    and input (what cnnlab's "auto" does on the CPU)."""
+    from cnnlab import model_info
 
     info = model_info(name)
     c, h, _ = info.input_size
@@ -180,37 +210,27 @@ def bench_model(name: str, steps: int, batch: int) -> dict:
     size = 32 if h <= 32 else max(64, info.min_input_size)
     row = {"model": name, "input": f"{c}x{size}x{size}", "batch": batch}
     try:
-        model = create_model(name)
-        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        x = torch.randn(batch, c, size, size)
-        y = torch.randint(0, model.num_classes, (batch,))
-
-        def train_step() -> None:
-            opt.zero_grad()
-            out = model(x)
-            F.cross_entropy(out[0] if isinstance(out, tuple) else out, y).backward()
-            opt.step()
-
-        model.train()
-        row["train_img_s"] = round(_timed(train_step, steps, batch), 1)
-        model.eval()
-        with torch.no_grad():
-            row["infer_img_s"] = round(_timed(lambda: model(x), steps, batch), 1)
+        row["train_img_s"], row["infer_img_s"] = _model_rates(name, (c, size, size), steps, batch, False)
+        if channels_last:
+            row["train_cl_img_s"], _ = _model_rates(name, (c, size, size), steps, batch, True)
     except Exception as e:  # noqa: BLE001 - one model's failure must not hide the others
         row["error"] = str(e).splitlines()[0][:80]
     return row
 
 
-def table(pattern: str, steps: int, batch: int) -> list[dict]:
+def table(pattern: str, steps: int, batch: int, channels_last: bool) -> list[dict]:
     from cnnlab import list_models
 
     rows = []
     for name in list_models(pattern):
-        r = bench_model(name, steps, batch)
+        r = bench_model(name, steps, batch, channels_last)
         rows.append(r)
         note = f"  ({r['error']})" if "error" in r else ""
         train_s, infer_s = r.get("train_img_s", "-"), r.get("infer_img_s", "-")
-        print(f"{name:<24} {r['input']:>10}  train {train_s:>9}  infer {infer_s:>9}{note}", flush=True)
+        cl = ""
+        if "train_cl_img_s" in r:
+            cl = f"  train channels-last {r['train_cl_img_s']:>9} (x{r['train_cl_img_s'] / r['train_img_s']:.2f})"
+        print(f"{name:<24} {r['input']:>10}  train {train_s:>9}  infer {infer_s:>9}{cl}{note}", flush=True)
     return rows
 
 
@@ -226,11 +246,34 @@ def main() -> None:
     p.add_argument("--table", default="*", help="fnmatch pattern of zoo models for the table ('' to skip)")
     p.add_argument("--table-steps", type=int, default=2)
     p.add_argument("--table-batch", type=int, default=16)
+    p.add_argument("--table-channels-last", action="store_true", help="also time training channels-last")
+    p.add_argument("--no-compare", action="store_true", help="skip the resnet20 comparison (the table only)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {args.threads} threads, "
-          f"host {socket.gethostname()}; resnet20 fp32, batch {args.batch}, 32x32, {args.steps} steps x "
-          f"{args.rounds} interleaved rounds, medians")  # fmt: skip
+          f"host {socket.gethostname()}")  # fmt: skip
+    results = Path(__file__).parent / "results"
+    host = socket.gethostname()
+    if not args.no_compare:
+        comparison(args, results / f"train_throughput-{host}.csv")
+    if not args.table:
+        return
+    rows = table(args.table, args.table_steps, args.table_batch, args.table_channels_last)
+    # A subset or an extra column goes to its own file, so the committed whole-zoo table is not overwritten.
+    suffix = ("" if args.table == "*" else "-subset") + ("-channels-last" if args.table_channels_last else "")
+    out = results / f"train_throughput_table-{host}{suffix}.csv"
+    cols = ["model", "input", "batch", "train_img_s", "infer_img_s"]
+    cols += ["train_cl_img_s"] if args.table_channels_last else []
+    with atomic_path(out) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([*cols, "error"])
+        for r in rows:
+            w.writerow([r.get(k, "") for k in cols] + [r.get("error", "")])
+    print(f"wrote {out}")
+
+
+def comparison(args: argparse.Namespace, out: Path) -> None:
+    print(f"resnet20 fp32, batch {args.batch}, 32x32, {args.steps} steps x {args.rounds} interleaved rounds, medians")
     st, b, d, wu = args.steps, args.batch, args.data, args.warmup
     contenders: dict[str, Callable[[], float]] = {
         "cnnlab (defaults: channels-last on CPU)": lambda: cnnlab_img_per_s(st, b, d, args.threads, wu),
@@ -258,25 +301,11 @@ def main() -> None:
     ceiling = med["step only, no data (channels-last)"] / med[best]
     print(f"same layout (loader + loop alone): {same:.2f}x; "
           f"ceiling for any loader + loop with this model and layout: {ceiling:.2f}x")  # fmt: skip
-    results = Path(__file__).parent / "results"
-    host = socket.gethostname()
-    out = results / f"train_throughput-{host}.csv"
     with atomic_path(out) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["what", "input", "batch", "train_img_s", "note"])
         for k, v in med.items():
             w.writerow([f"resnet20: {k}", "3x32x32", args.batch, round(v, 1), f"median of {args.rounds} rounds"])
-    print(f"wrote {out}")
-    if not args.table:
-        return
-    rows = table(args.table, args.table_steps, args.table_batch)
-    out = results / f"train_throughput_table-{host}.csv"
-    with atomic_path(out) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["model", "input", "batch", "train_img_s", "infer_img_s", "error"])
-        for r in rows:
-            w.writerow([r["model"], r["input"], r["batch"], r.get("train_img_s", ""), r.get("infer_img_s", ""),
-                        r.get("error", "")])  # fmt: skip
     print(f"wrote {out}")
 
 
