@@ -45,7 +45,8 @@ def test_bad_input_is_one_line_and_exit_code_2(capsys, argv, needle):
 
 
 def test_input_too_small_for_the_model(capsys, tmp_path):
-    argv = ["train", "lenet5", "--data", "shapes:train=64,test=16,size=16", "--out", str(tmp_path / "r"), *SETS]
+    argv = ["train", "lenet5", "--data", "shapes:train=64,test=16,size=16", "--out", str(tmp_path / "r"), *SETS,
+            "--strict-size"]  # fmt: skip
     _one_line_exit_2(capsys, argv, "too small for lenet5")
 
 

@@ -3,6 +3,7 @@ and a worker killed under `torchrun --max-restarts 1` is restarted and the run r
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -51,12 +52,77 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
     torch.set_num_threads(1)
+    from cnnlab.train.rundir import read_run
+
+    recipe = read_run(tmp_path / "ddp")[0]  # what the command line made of TINY (the family defaults beneath it)
     train(recipe, out=tmp_path / "single", log=lambda s: None)
     a, b = _final(tmp_path / "ddp"), _final(tmp_path / "single")
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=f"{k} differs between 2 and 1 processes")
     assert not torch.equal(a["stages.0.0.weight"], torch.zeros_like(a["stages.0.0.weight"]))
+    # The reported figure, not only the weights: every rank scores its shard of the test set with the best
+    # checkpoint's weights (rank 1 once read the previous best while rank 0 was writing the new one).
+    ddp_summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    single = json.loads((tmp_path / "single" / "summary.json").read_text())
+    assert ddp_summary["tested_weights"] == single["tested_weights"] == "best"
+    assert ddp_summary["test_images"] == single["test_images"]
+    assert abs(ddp_summary["test_top1"] - single["test_top1"]) <= 1 / single["test_images"]
+    assert ddp_summary["test_loss"] == pytest.approx(single["test_loss"], rel=1e-3)
+    from cnnlab.cli import main
+
+    assert main(["eval", str(tmp_path / "ddp"), "--json"]) == 0
+    report = json.loads((tmp_path / "ddp" / "eval-test-none.json").read_text())
+    assert report["top1"] == ddp_summary["test_top1"]
+
+
+# A torchrun worker in which rank 0 writes its best checkpoint slowly: the final test must still score every rank's
+# shard with the new best weights (rank 1 once read the previous best.json while rank 0 was writing the new one).
+SLOW_BEST_WORKER = """
+import os, sys, time
+from cnnlab.train.checkpoint import CheckpointDir
+from cnnlab.cli import main
+real = CheckpointDir.save_best
+def slow(self, *a, **k):
+    if os.environ.get("RANK") == "0":
+        time.sleep(1.5)
+    return real(self, *a, **k)
+CheckpointDir.save_best = slow
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_reported_test_accuracy_uses_the_final_best_weights_on_every_rank(tmp_path):
+    from cnnlab.registry import create_model
+    from cnnlab.train import ddp
+    from cnnlab.train.loop import evaluate_loader
+    from cnnlab.train.rundir import read_run
+
+    extra = {"epochs": 2, "lr": 0.1, "schedule": "constant"}
+    open_data(load_recipe(None, **{**TINY, **extra}))
+    worker = tmp_path / "worker.py"
+    worker.write_text(SLOW_BEST_WORKER)
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(worker),
+           "train", "--out", str(run), *_sets({**TINY, **extra})]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stdout + out.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    best = CheckpointDir(run / "checkpoints").best()
+    assert best.step == summary["steps"], "the last epoch must improve for this test to bite"
+    # The same figure from one process, with the best checkpoint's weights.
+    torch.set_num_threads(1)
+    recipe = read_run(run)[0]
+    data = open_data(recipe)
+    model = create_model(recipe.model, num_classes=len(data.classes), in_chans=data.in_chans)
+    model.load_state_dict(load_weights(best.weights)[0])
+    ref = evaluate_loader(model, data.test, recipe, torch.device("cpu"), ddp.Dist())
+    assert summary["test_loss"] == pytest.approx(ref["loss"], rel=1e-5)
+    assert summary["test_top1"] == ref["top1"]
+    from cnnlab.cli import main
+
+    assert main(["eval", str(run), "--json"]) == 0
+    assert json.loads((run / "eval-test-none.json").read_text())["top1"] == summary["test_top1"]
 
 
 def _children(pid: int) -> list[int]:

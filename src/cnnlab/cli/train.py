@@ -26,10 +26,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="shortcut for --set epochs=N")
     p.add_argument("--batch-size", type=int, help="shortcut for --set batch_size=N (the global batch)")
     p.add_argument("--lr", type=float, help="shortcut for --set lr=X")
-    p.add_argument("--out", help="run directory (default runs/<timestamp>-<model>)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue this run exactly where it stopped")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 (default auto)")
-    p.add_argument("--nproc", type=int, default=0, help="launch N processes with torchrun (DDP)")
+    p.add_argument("--seed", type=int, help="shortcut for --set seed=N")
+    p.add_argument(
+        "--strict-size",
+        action="store_true",
+        help="refuse data smaller than the model's minimum input (default: resize it up to that size, and say so)",
+    )
+    p.add_argument("--out", help="run directory (default runs/<timestamp>-<model>); must not hold another run")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue this run exactly where it stopped (--data SPEC: the same data, moved elsewhere)",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default auto)")
+    p.add_argument("--nproc", type=int, help="launch N processes with torchrun (DDP); 1 is a single process")
     p.add_argument("--max-restarts", type=int, default=0, help="with --nproc: torchrun's --max-restarts")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     t = p.add_argument_group("transfer learning")
@@ -58,6 +68,7 @@ def _relaunch_argv(args: argparse.Namespace) -> list[str]:
         ("--epochs", args.epochs),
         ("--batch-size", args.batch_size),
         ("--lr", args.lr),
+        ("--seed", args.seed),
         ("--out", args.out),
         ("--resume", args.resume),
         ("--device", args.device),
@@ -72,6 +83,8 @@ def _relaunch_argv(args: argparse.Namespace) -> list[str]:
         argv += ["--set", item]
     if args.no_progress:
         argv.append("--no-progress")
+    if args.strict_size:
+        argv.append("--strict-size")
     return argv
 
 
@@ -113,19 +126,86 @@ def _is_main() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def new_recipe(args: argparse.Namespace, log=print):  # noqa: ANN001, ANN201
+    """The recipe of a new run: the --recipe file (else the model family's defaults) <- flags <- --set.
+
+    A length given on the command line wins over the recipe's, and its milestones move with it (said in one line).
+    """
+    from cnnlab.errors import CnnlabError
+    from cnnlab.train.recipe import family_defaults, from_dict, parse_override, read_recipe_file, scale_length
+
+    changes: dict = {}
+    for key, value in (
+        ("model", args.model),
+        ("data", args.data),
+        ("epochs", args.epochs),
+        ("batch_size", args.batch_size),
+        ("lr", args.lr),
+        ("seed", args.seed),
+    ):
+        if value is not None:
+            changes[key] = value
+    if args.no_progress:
+        changes["progress"] = False
+    if args.strict_size:
+        changes["strict_size"] = True
+    changes.update(parse_override(item) for item in args.overrides)
+    if args.recipe:
+        base = read_recipe_file(args.recipe)
+    else:
+        model = changes.get("model")
+        if not model:
+            raise CnnlabError("no model: cnnlab train MODEL --data SPEC (or set `model` in a --recipe file)")
+        base, path = family_defaults(model)
+        if path is not None:
+            log(f"recipe: the {path.stem} family's defaults ({path.name}; --recipe R for another)")
+    base_recipe = from_dict(base)
+    changes, note = scale_length(base_recipe, changes)
+    if note:
+        log(f"recipe: {note}")
+    recipe = from_dict({**base, **changes})
+    if not recipe.model:
+        raise CnnlabError("no model: cnnlab train MODEL --data SPEC (or set `model` in the recipe)")
+    return recipe
+
+
+def _check_nproc(args: argparse.Namespace) -> None:
+    from cnnlab.errors import CnnlabError
+
+    if args.nproc is not None and args.nproc < 1:
+        raise CnnlabError(f"--nproc must be at least 1 (the number of processes), got {args.nproc}")
+    if args.max_restarts < 0:
+        raise CnnlabError(f"--max-restarts must be >= 0, got {args.max_restarts}")
+
+
 def run(args: argparse.Namespace) -> int:
     from cnnlab.errors import CnnlabError
     from cnnlab.fileio import write_json
+    from cnnlab.train.ddp import pick_device
     from cnnlab.train.finetune import TRANSFER_FILE, TransferSettings
-    from cnnlab.train.recipe import load_recipe
-    from cnnlab.train.rundir import default_run_dir
+    from cnnlab.train.rundir import check_new_run_dir, default_run_dir
 
+    _check_nproc(args)
+    pick_device(args.device)  # an unknown device fails here, before any data is read or process started
+    if args.resume is not None:
+        given = [args.model, args.recipe, args.overrides, args.epochs, args.lr, args.batch_size, args.seed]
+        given += [args.weights, args.freeze != "none", args.lr_mult, args.unfreeze_at is not None, args.strict_size]
+        if any(given):
+            raise CnnlabError(
+                "--resume takes the model and recipe from the run directory; drop the others (--data may point "
+                "to the same data moved elsewhere)"
+            )
     if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         from cnnlab.train import ddp
 
         argv = _relaunch_argv(args)
-        if not args.resume and not args.out:  # every process must agree on one run directory
-            argv += ["--out", str(default_run_dir(args.model or "model"))]
+        if not args.resume:
+            # Checked here, before torchrun starts: a bad recipe or a taken --out is one line, not N tracebacks.
+            recipe = new_recipe(args, log=lambda s: None)
+            if args.out:
+                check_new_run_dir(Path(args.out))
+            else:  # every process must agree on one run directory
+                argv += ["--out", str(default_run_dir(recipe.model))]
         return ddp.launch(args.nproc, argv, max_restarts=args.max_restarts)
 
     from cnnlab.train.loop import train
@@ -135,16 +215,16 @@ def run(args: argparse.Namespace) -> int:
     if resume is None and restarted and args.out and (Path(args.out) / "run.json").is_file():
         # torchrun restarted the workers after a failure: continue the run instead of starting it again.
         resume = args.out
+    log = print if _is_main() else (lambda s: None)
     if resume is not None:
-        given = [args.model, args.data, args.recipe, args.overrides, args.epochs, args.lr, args.batch_size]
-        given += [args.weights, args.freeze != "none", args.lr_mult, args.unfreeze_at is not None]
-        if args.resume is not None and any(given):
-            raise CnnlabError("--resume takes the model, data and recipe from the run directory; drop the others")
+        from cnnlab.train.data_adapter import resolve_data_spec
         from cnnlab.train.rundir import read_run
 
         recipe, _ = read_run(Path(resume))
         if args.no_progress:
             recipe = recipe.replace(progress=False)
+        if args.data and args.resume is not None:
+            recipe = recipe.replace(data=resolve_data_spec(args.data))
         extra = {}
         recorded = Path(resume) / TRANSFER_FILE
         if recorded.is_file():
@@ -152,27 +232,18 @@ def run(args: argparse.Namespace) -> int:
             extra = _transfer_model(recipe, settings, Path(resume), resuming=True)
         result = train(recipe, resume=resume, device=args.device, **extra)
     else:
-        fields = {}
-        if args.model:
-            fields["model"] = args.model
-        if args.data:
-            fields["data"] = args.data
-        for key, value in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr)):
-            if value is not None:
-                fields[key] = value
-        if args.no_progress:
-            fields["progress"] = False
-        recipe = load_recipe(args.recipe, args.overrides, **fields)
-        if not recipe.model:
-            raise CnnlabError("no model: cnnlab train MODEL --data SPEC (or set `model` in the recipe)")
+        recipe = new_recipe(args, log=log)
         settings = _settings(args)
         extra, out = {}, args.out
         if settings.active:
             out = Path(out) if out else default_run_dir(recipe.model)
+            if _is_main():
+                check_new_run_dir(out)  # before transfer.json is written into it
             extra = _transfer_model(recipe, settings, out, resuming=False)
             if _is_main():
                 write_json(out / TRANSFER_FILE, settings.to_dict())
         result = train(recipe, out=out, device=args.device, **extra)
     if result.status == "interrupted":
-        return 128 + int(signal.SIGTERM)
+        # The shell's convention: 128 + the signal (130 for Ctrl-C, 143 for SIGTERM).
+        return 128 + int(result.signal or signal.SIGTERM)
     return 0

@@ -14,9 +14,11 @@ scheme under the name `best-<step>` with `best.json` pointing at it, so replacin
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import pickle
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,7 +102,24 @@ class Checkpoint:
         return load_weights(self.weights)
 
     def load_state(self) -> dict[str, Any]:
-        return torch.load(self.state, map_location="cpu", weights_only=True)
+        return load_state_file(self.state)
+
+
+def load_state_file(path: Path) -> dict[str, Any]:
+    """A training-state file, read with torch.load(weights_only=True): tensors, numbers, strings, containers.
+
+    A file holding anything else (Python objects, code) is refused, never unpickled; torch's own message
+    suggests weights_only=False, which would run whatever the file contains, so it is not passed on.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CnnlabError(
+            f"{path}: refused: it holds Python objects beyond tensors and numbers, which cnnlab never unpickles "
+            "(cnnlab writes none; was the file replaced?)"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CnnlabError(f"{path}: not a readable training-state file ({type(e).__name__})") from None
 
 
 def _verify(manifest: Path) -> Checkpoint:
@@ -185,6 +204,26 @@ class CheckpointDir:
         info: dict[str, Any] | None,
     ) -> Checkpoint:
         self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._write_files(stem, manifest_name, step, epoch, weights, state, meta, info)
+        except OSError:
+            # A full disk mid-checkpoint: give back the space of the files this one wrote (the committed
+            # checkpoints are untouched), so the run can still write its metrics and the user can resume.
+            with contextlib.suppress(OSError):
+                self._remove_orphans()
+            raise
+
+    def _write_files(
+        self,
+        stem: str,
+        manifest_name: str,
+        step: int,
+        epoch: int,
+        weights: dict[str, torch.Tensor],
+        state: dict[str, Any] | None,
+        meta: dict[str, Any],
+        info: dict[str, Any] | None,
+    ) -> Checkpoint:
         files = {}
         wbytes = weights_bytes(weights, {**meta, "step": step, "epoch": epoch})
         _write_bytes(self.root / f"{stem}.safetensors", wbytes)

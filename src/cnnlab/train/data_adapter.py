@@ -28,6 +28,17 @@ class DataBundle:
     in_chans: int
     image_size: int
     spec: str
+    test_split: str = "test"  # "val" when the source has no test split (its val split is then the held-out one)
+
+
+def resolve_data_spec(spec: str) -> str:
+    """The spec with its path made absolute, as a run records it (so eval and --resume work from any directory)."""
+    from cnnlab.data.spec import parse_spec
+
+    if not spec:
+        return spec
+    s = parse_spec(spec)
+    return spec if s.path is None else f"{s.kind}:{s.path.resolve()}"
 
 
 def _load(spec: str, split: str, size: int | None, val_fraction: float) -> Any:
@@ -53,7 +64,14 @@ def open_data(recipe: Any, rank: int = 0, world_size: int = 1, device: torch.dev
         val = _load(recipe.data, "val", size, recipe.val_fraction)
     except CnnlabError:
         val = None  # no val split and val_fraction = 0
-    test = _load(recipe.data, "test", size, recipe.val_fraction)
+    try:
+        test, test_split = _load(recipe.data, "test", size, recipe.val_fraction), "test"
+    except CnnlabError as e:
+        if "no test split" not in str(e) or val is None:
+            raise
+        # The ImageNet layout (train/ and val/, no labelled test/): val selects the checkpoint and is the
+        # held-out figure, as in the papers that report ImageNet val accuracy.
+        test, test_split = val, "val"
     common = {"rank": rank, "world_size": world_size, "device": device}
     train_loader = Loader(
         train, batch_size=recipe.batch_size, augment=recipe.augment, shuffle=True, seed=recipe.seed, drop_last=True,
@@ -73,4 +91,5 @@ def open_data(recipe: Any, rank: int = 0, world_size: int = 1, device: torch.dev
         in_chans=int(train.x.shape[1]),
         image_size=int(train.x.shape[-1]),
         spec=str(recipe.data),
+        test_split=test_split,
     )

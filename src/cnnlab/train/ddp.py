@@ -31,16 +31,32 @@ class Dist:
         return self.rank == 0
 
 
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+
+
 def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
+    from cnnlab.errors import CnnlabError
+
+    def unknown() -> CnnlabError:
+        return CnnlabError(f"unknown device '{requested}'; use one of {', '.join(DEVICES)}")
+
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda"):
+    try:
+        dev = torch.device(requested)
+    except (RuntimeError, TypeError):
+        raise unknown() from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise unknown()
+    if dev.type == "cuda":
         if not torch.cuda.is_available():
-            from cnnlab.errors import CnnlabError
-
-            raise CnnlabError("device 'cuda' requested but CUDA is not available")
-        return torch.device("cuda", local_rank) if requested == "cuda" else torch.device(requested)
-    return torch.device(requested)
+            raise CnnlabError(f"device '{requested}' requested but CUDA is not available; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise CnnlabError(f"device '{requested}': this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return torch.device("cuda", local_rank) if dev.index is None else dev
+    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise CnnlabError(f"device '{requested}' requested but MPS is not available; use --device cpu")
+    return dev
 
 
 def setup(device: str = "auto") -> Dist:
@@ -96,6 +112,27 @@ def sum_tensor(d: Dist, t: torch.Tensor) -> torch.Tensor:
         t = t.clone()
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
+
+
+def broadcast_flags(d: Dist, *flags: bool) -> list[bool]:
+    """Rank 0's value of each flag, on every rank."""
+    if not d.enabled:
+        return list(flags)
+    t = torch.tensor([float(f) for f in flags], device=d.device)
+    dist.broadcast(t, src=0)
+    return [bool(v) for v in t.tolist()]
+
+
+@torch.no_grad()
+def broadcast_module(d: Dist, module: torch.nn.Module) -> None:
+    """Overwrite every rank's parameters and buffers with rank 0's."""
+    if not d.enabled:
+        return
+    for t in [*module.parameters(), *module.buffers()]:
+        buf = t.detach().contiguous()  # collectives want dense tensors; a channels-last weight is not
+        dist.broadcast(buf, src=0)
+        if buf.data_ptr() != t.data_ptr():
+            t.copy_(buf)
 
 
 def barrier(d: Dist) -> None:

@@ -10,6 +10,7 @@ resumed therefore ends with bit-identical weights.
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import random
 import signal
@@ -26,14 +27,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.machine import cpu_has_native_bf16
 from cnnlab.models.base import AuxOutputs
 from cnnlab.train import ddp
 from cnnlab.train.checkpoint import CheckpointDir
-from cnnlab.train.data_adapter import DataBundle, open_data
+from cnnlab.train.data_adapter import DataBundle, open_data, resolve_data_spec
 from cnnlab.train.optim import EMA, LRSchedule, build_optimizer
 from cnnlab.train.progress import Progress
 from cnnlab.train.recipe import Recipe
 from cnnlab.train.rundir import (
+    RunLock,
+    check_new_run_dir,
     default_run_dir,
     environment,
     plot_curves,
@@ -52,22 +56,10 @@ class Result:
     run_dir: Path
     status: str  # "finished" | "interrupted"
     summary: dict[str, Any] = field(default_factory=dict)
+    signal: int | None = None  # what stopped an interrupted run (None: a peer process stopped it)
 
 
 # -- numerics -----------------------------------------------------------------------------------------------
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU has bf16 arithmetic instructions (AVX512-BF16, AMX-BF16, or Arm's BF16 extension)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    flags: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            flags.update(line.split(":", 1)[1].split())
-    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
 
 
 def check_precision(precision: str, device: torch.device) -> None:
@@ -207,25 +199,65 @@ def evaluate_loader(
 # -- the run ------------------------------------------------------------------------------------------------
 
 
-def build_model(recipe: Recipe, data: DataBundle, model: nn.Module | None = None) -> nn.Module:
+def build_model(recipe: Recipe, data: DataBundle, model: nn.Module | None = None, check_size: bool = True) -> nn.Module:
     if model is None:
         from cnnlab.registry import create_model
 
         if not recipe.model:
             raise CnnlabError("no model given: name one (cnnlab train MODEL ...) or set `model` in the recipe")
         model = create_model(recipe.model, num_classes=len(data.classes), in_chans=data.in_chans)
-    min_size = getattr(model, "min_input_size", 1)
-    if data.image_size < min_size:
-        name = getattr(model, "model_name", "") or type(model).__name__
-        raise CnnlabError(
-            f"input {data.image_size}x{data.image_size} is too small for {name}, which needs at least "
-            f"{min_size}x{min_size}; set image_size (e.g. --set image_size={min_size}) or pick another model"
-        )
+    if check_size:
+        check_input_size(data, model)
     if recipe.dropout >= 0:
         for m in model.modules():
             if isinstance(m, nn.Dropout):
                 m.p = recipe.dropout
     return model
+
+
+def _model_name(model: nn.Module) -> str:
+    return getattr(model, "model_name", "") or type(model).__name__
+
+
+def check_input_size(data: DataBundle, model: nn.Module) -> None:
+    min_size = getattr(model, "min_input_size", 1)
+    if data.image_size < min_size:
+        raise CnnlabError(
+            f"input {data.image_size}x{data.image_size} is too small for {_model_name(model)}, which needs at least "
+            f"{min_size}x{min_size}; set image_size (e.g. --set image_size={min_size}) or pick another model"
+        )
+
+
+def fit_input_size(recipe: Recipe, data: DataBundle, model: nn.Module, log: Callable[[str], None]) -> Recipe:
+    """The recipe, with image_size raised to the model's minimum when the data's own size is below it.
+
+    LeNet-5 takes 32x32 and MNIST is 28x28 (LeCun et al. 1998 pad the digits to 32); a model is rather trained
+    on upsampled images than refused. An image_size the user set is kept (and refused if too small), and
+    `strict_size` keeps the refusal. Either way the resolution a model is trained at is said once.
+    """
+    min_size = getattr(model, "min_input_size", 1)
+    name = _model_name(model)
+    if data.image_size < min_size and not recipe.image_size and not recipe.strict_size:
+        # DEVIATION (LeNet-5 on MNIST): resized (antialiased bilinear) to 32, where the paper pads 28 -> 32.
+        log(
+            f"{data.spec} is {data.image_size}x{data.image_size}, below {name}'s minimum input: resized to "
+            f"{min_size}x{min_size} (--set image_size=N chooses another size, --strict-size refuses instead)"
+        )
+        return recipe.replace(image_size=min_size)
+    native = _paper_input(model)
+    if native and data.image_size != native and data.image_size >= min_size:
+        log(f"training {name} at {data.image_size}x{data.image_size} (its paper's input is {native}x{native})")
+    return recipe
+
+
+def _paper_input(model: nn.Module) -> int | None:
+    from cnnlab.registry import get_entry
+
+    try:
+        entry = get_entry(getattr(model, "model_name", ""))
+    except (KeyError, CnnlabError):
+        return None  # a custom model: no declared input
+    return int(entry.family.input_size(entry.name, entry.spec)[-1])
 
 
 def model_meta(recipe: Recipe, data: DataBundle, model: nn.Module) -> dict[str, Any]:
@@ -266,8 +298,19 @@ def train(
     """
     d = ddp.setup(device)
     hooks = {"lr_mults": lr_mults, "param_groups": param_groups, "train_mode": train_mode, "epoch_start": epoch_start}
+    if resume is not None:
+        run = Path(resume)
+    else:
+        run = Path(out) if out is not None else default_run_dir(recipe.model or "model")
+    rank_log = log if d.is_main else (lambda s: None)
     try:
-        result = _train(recipe, out, resume, model, d, log if d.is_main else (lambda s: None), hooks)
+        with _claim(run, resume is not None, d):
+            try:
+                result = _train(recipe, run, resume is not None, model, d, rank_log, hooks)
+            except OSError as e:
+                if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise _disk_full(run, e) from None
+                raise
         # Every rank leaves its last collective before any of them destroys the group. Without this, a rank
         # that finished first tore down its gloo pairs under a peer still reading, and the peer aborted
         # ("terminate called without an active exception"); seen with two torchrun jobs on 2 busy cores.
@@ -277,22 +320,61 @@ def train(
         ddp.teardown(d)
 
 
+class DiskFullError(CnnlabError):
+    """The disk filled up while the run wrote a file; the last good checkpoint and metrics are kept."""
+
+
+def _disk_full(run: Path, e: OSError) -> DiskFullError:
+    last = CheckpointDir(run / "checkpoints", log=lambda s: None).latest()
+    where = f"the last good checkpoint is at step {last.step}" if last else "no checkpoint fit"
+    return DiskFullError(
+        f"disk full while writing {e.filename or run} ({e.strerror}); {where}, metrics.csv is intact; "
+        f"free space and continue with: cnnlab train --resume {run}"
+    )
+
+
+@contextlib.contextmanager
+def _claim(run: Path, resuming: bool, d: ddp.Dist):  # noqa: ANN202
+    """Rank 0 locks the run directory (and, for a new run, checks it holds no other run); every rank agrees."""
+    error: CnnlabError | None = None
+    lock = RunLock(run)
+    if d.is_main:
+        try:
+            if not resuming:
+                check_new_run_dir(run)
+            elif not run.is_dir():
+                raise CnnlabError(f"run directory not found: {run}")
+            lock.__enter__()
+        except CnnlabError as e:
+            error = e
+    (refused,) = ddp.any_flag(d, error is not None)
+    if error is not None:
+        raise error
+    if refused:
+        raise CnnlabError(f"rank 0 refused the run directory {run}")
+    try:
+        yield
+    finally:
+        lock.__exit__()
+
+
 def _train(
     recipe: Recipe,
-    out: str | Path | None,
-    resume: str | Path | None,
+    run: Path,
+    resuming: bool,
     model: nn.Module | None,
     d: ddp.Dist,
     log: Callable[[str], None],
     hooks: dict[str, Any],
 ) -> Result:
-    if resume is not None:
-        run = Path(resume)
-        progress = recipe.progress
+    resume = run if resuming else None
+    if resuming:
+        given = recipe
         recipe, run_info = read_run(run)
-        recipe = recipe.replace(progress=progress)  # display only: cannot change the run's numbers
+        # Display only, or where the data lives now (its content is checked below): cannot change the numbers.
+        recipe = recipe.replace(progress=given.progress, data=given.data or recipe.data)
     else:
-        run = Path(out) if out is not None else default_run_dir(recipe.model or "model")
+        recipe = recipe.replace(data=resolve_data_spec(recipe.data))  # so eval and --resume work from any cwd
         run_info = None
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
@@ -305,7 +387,15 @@ def _train(
     data = open_data(recipe, rank=d.rank, world_size=d.world_size, device=dev)
     if run_info is not None and list(run_info.get("classes", data.classes)) != list(data.classes):
         raise CnnlabError(f"cannot resume {run}: the data's classes differ from the run's (was {data.spec} changed?)")
-    model = build_model(recipe, data, model)
+    model = build_model(recipe, data, model, check_size=False)
+    if not resuming:
+        fitted = fit_input_size(recipe, data, model, log)
+        if fitted is not recipe:  # the data was smaller than the model's minimum: read it again at that size
+            recipe = fitted
+            data = open_data(recipe, rank=d.rank, world_size=d.world_size, device=dev)
+        if data.test_split != "test":
+            log(f"{data.spec} has no test split: its val split selects the checkpoint and is the held-out figure")
+    check_input_size(data, model)
     model.to(dev)
     channels_last = use_channels_last(recipe, dev)
     if channels_last:
@@ -398,7 +488,8 @@ def _train(
             keep_last=recipe.keep_last,
         )
 
-    status = "finished"
+    status, stop_signal = "finished", None
+    t_run, step_run0 = time.perf_counter(), step  # this process's pace, for the whole run's ETA
     set_train_mode(model)
     with _StopRequest() as stop:
         while epoch < epochs and step < total_steps:
@@ -430,11 +521,7 @@ def _train(
                     nonfinite_run += 1
                     log(f"warning: non-finite loss at step {step} ({nonfinite_run} in a row); step skipped")
                     if nonfinite_run >= recipe.max_nonfinite:
-                        raise NonFiniteLossError(
-                            f"loss was non-finite for {nonfinite_run} steps in a row (last at epoch {epoch + 1}, "
-                            f"step {step}); lower the learning rate or use precision=fp32. The last good checkpoint "
-                            f"is kept in {run / 'checkpoints'}"
-                        )
+                        raise NonFiniteLossError(_nonfinite_message(nonfinite_run, epoch, step, recipe, ckpts))
                 else:
                     nonfinite_run = 0
                     scaler.scale(loss).backward()
@@ -483,7 +570,7 @@ def _train(
                     f"stopped by {signal.Signals(sig).name if sig else 'a peer process'} at step {step}; "
                     f"continue with: cnnlab train --resume {run}"
                 )
-                status = "interrupted"
+                status, stop_signal = "interrupted", sig
                 break
             # -- epoch end
             tot = ddp.sum_tensor(
@@ -522,20 +609,24 @@ def _train(
                 f"epoch {epoch + 1}/{epochs}: loss {row['train_loss']:.4f}  train acc {100 * row['train_acc']:.2f}%"
                 + (f"  val acc {100 * row['val_acc']:.2f}%" if row["val_acc"] is not None else "")
                 + f"  lr {row['lr']:.3g}  {rate:,.0f} img/s"
+                + _run_eta(time.perf_counter() - t_run, step - step_run0, total_steps - step)
             )
             epoch += 1
             step_in_epoch = 0
             acc_state = {"loss": 0.0, "correct": 0.0, "seen": 0.0}
             if d.is_main:
+                # Metrics first: the smallest file, so a disk that fills up during the checkpoint keeps the epoch's
+                # row (a resume from the previous checkpoint recomputes the same row). The plot waits for the end:
+                # drawing it costs more than a small epoch.
+                write_metrics(run, history)
                 if improved:
                     ckpts.save_best(step, epoch, unwrap(eval_model).state_dict(), meta, {"val_acc": metric})
                 save()
-                write_metrics(run, history)  # the plot waits for the end: drawing it costs more than a small epoch
 
     if d.is_main and recipe.plots:
         plot_curves(run, history, title=f"{meta['model']} on {data.spec}")
     if status == "interrupted":
-        return Result(run, status)
+        return Result(run, status, signal=stop_signal)
 
     summary = _finish(run, recipe, data, model, ema, ckpts, history, train_seconds, steps_per_epoch, d, log)
     return Result(run, status, summary)
@@ -580,6 +671,28 @@ class _Wrapper:
         return wrapped
 
 
+def _run_eta(elapsed: float, steps_done: int, steps_left: int) -> str:
+    """The whole run's remaining time at this process's pace (evaluation included), for the epoch line."""
+    if steps_left <= 0 or steps_done <= 0:
+        return ""
+    from cnnlab.train.progress import fmt_seconds
+
+    return f"  run ETA {fmt_seconds(elapsed / steps_done * steps_left)}"
+
+
+def _nonfinite_message(count: int, epoch: int, step: int, recipe: Recipe, ckpts: CheckpointDir) -> str:
+    advice = "lower the learning rate"
+    advice += " or train in fp32 (--set precision=fp32)" if recipe.precision != "fp32" else ""
+    advice += "" if recipe.grad_clip > 0 else ", or clip gradients (--set grad_clip=1)"
+    last = ckpts.latest()
+    kept = (
+        f"; the last good checkpoint is kept: {last.weights}"
+        if last is not None
+        else "; no checkpoint was written before it"
+    )
+    return f"loss was non-finite for {count} steps in a row (last at epoch {epoch + 1}, step {step}); {advice}{kept}"
+
+
 def _merge(acc: dict[str, float], loss_t: torch.Tensor, correct_t: torch.Tensor, seen_t: torch.Tensor) -> dict:
     return {
         "loss": acc["loss"] + float(loss_t),
@@ -609,15 +722,23 @@ def _finish(
     d: ddp.Dist,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
-    """Test the best checkpoint (by validation accuracy), write summary.json."""
-    best = ckpts.best()
+    """Test the best checkpoint (by validation accuracy), write summary.json.
+
+    Under DDP only rank 0 reads the best checkpoint and broadcasts its weights: another rank reading the file
+    could see the previous best (rank 0 may still be writing the new one) or, on another machine, no file at all,
+    and the ranks' shards of the test set would then be scored with different weights.
+    """
+    best = ckpts.best() if d.is_main else None
+    (has_best,) = ddp.broadcast_flags(d, best is not None)
     eval_model = unwrap(model)
     used = "last"
-    if best is not None:
+    if has_best:
         import copy
 
         eval_model = copy.deepcopy(eval_model)
-        eval_model.load_state_dict(best.load_weights()[0])
+        if best is not None:
+            eval_model.load_state_dict(best.load_weights()[0])
+        ddp.broadcast_module(d, eval_model)
         used = "best"
     elif ema is not None:
         eval_model, used = _ema_model(model, ema), "ema"
@@ -632,6 +753,7 @@ def _finish(
         "test_top5": None if test is None else test["top5"],
         "test_loss": None if test is None else test["loss"],
         "test_images": None if test is None else test["n"],
+        "test_split": data.test_split,  # "val" when the source has no test split
         "tested_weights": used,
         "best_val_acc": max((r["val_acc"] for r in history if r.get("val_acc") is not None), default=None),
         "epochs": len(history),
@@ -649,5 +771,8 @@ def _finish(
 
         write_json(run / "summary.json", summary)
         if test is not None:
-            log(f"test: top-1 {100 * test['top1']:.2f}%  top-5 {100 * test['top5']:.2f}%  ({test['n']} images)")
+            log(
+                f"{data.test_split}: top-1 {100 * test['top1']:.2f}%  top-5 {100 * test['top5']:.2f}%  "
+                f"({test['n']} images)"
+            )
     return summary

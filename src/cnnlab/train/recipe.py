@@ -6,7 +6,9 @@ any data is read (DESIGN.md rule 10: configs are checked data).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import sys
 import types
 import typing
@@ -34,7 +36,8 @@ class Recipe:
 
     model: str = ""  # a registered model name; the CLI's MODEL argument overrides it
     data: str = ""  # a cnnlab.data spec ("shapes", "npz:path.npz", ...); --data overrides it
-    image_size: int = 0  # 0: the data source's native size
+    image_size: int = 0  # 0: the data source's native size, raised to the model's minimum input if below it
+    strict_size: bool = False  # refuse data below the model's minimum input instead of resizing it
     val_fraction: float = 0.1  # held out of the train split when the source has no val split
     # -- length
     epochs: int = 10
@@ -90,6 +93,11 @@ class Recipe:
         def bad(msg: str) -> CnnlabError:
             return CnnlabError(f"recipe: {msg}")
 
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            values = value if isinstance(value, tuple) else (value,)
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                raise bad(f"{f.name} must be a finite number, got {value}")
         if not self.lr > 0:
             raise bad(f"lr must be positive, got {self.lr}")
         for name in ("epochs", "batch_size", "eval_batch_size", "keep_last", "max_nonfinite"):
@@ -158,9 +166,15 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     origin = typing.get_origin(tp)
     if origin is tuple:
         (elem, *_) = typing.get_args(tp)
+        given = value
         if not isinstance(value, (list, tuple)):
             value = [value]  # `--set milestones=91` means a one-element list
-        return tuple(_coerce(key, v, elem) for v in value)
+        try:
+            return tuple(_coerce(key, v, elem) for v in value)
+        except CnnlabError:
+            raise CnnlabError(
+                f"recipe: {key} must be a list of {elem.__name__}s, e.g. {key}=[30, 60]; got {given!r}"
+            ) from None
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -223,6 +237,9 @@ def parse_override(item: str) -> tuple[str, Any]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw  # `optimizer=adamw` needs no quotes
+        if typing.get_origin(_is_optional(types_[key])[1]) is tuple and "," in raw:
+            with contextlib.suppress(tomllib.TOMLDecodeError):  # `milestones=30,60` as people type it
+                value = tomllib.loads(f"v = [{raw}]")["v"]
     return key, value
 
 
@@ -246,19 +263,71 @@ def recipe_path(name_or_path: str | Path) -> Path:
     return CONFIG_DIR / f"{name_or_path}.toml"
 
 
+def read_recipe_file(name_or_path: str | Path) -> dict[str, Any]:
+    """The fields a recipe file sets (unchecked: from_dict checks them once merged)."""
+    path = recipe_path(name_or_path)
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise CnnlabError(f"recipe {path}: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CnnlabError(f"recipe {path}: unreadable ({e})") from None
+
+
+FAMILY_DIR = CONFIG_DIR / "families"
+
+
+def family_defaults(model: str) -> tuple[dict[str, Any], Path | None]:
+    """The fields of the model's family default (configs/families/<family>.toml) and that file.
+
+    The recipe `cnnlab train MODEL` uses without `--recipe`: the optimizer, schedule and regularization of the
+    family's paper, each file citing it; the length stays cnnlab's default (10 epochs) and the data is the
+    user's. A `step` schedule's milestones are written for 10 epochs, so `--epochs N` scales them.
+    """
+    from cnnlab.registry import get_entry
+
+    path = FAMILY_DIR / f"{get_entry(model).family.name}.toml"
+    if not path.is_file():
+        return {}, None
+    return tomllib.loads(path.read_text()), path
+
+
+def scale_length(base: Recipe, changes: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """Let a length given on the command line win over the recipe's, moving the milestones with it.
+
+    `--epochs 3` on a recipe that stops at `iterations = 64000` would otherwise be ignored; and a recipe's
+    milestones (32k and 48k iterations, or epochs 30 and 60 of 90) keep their place in the run: they are scaled
+    by the new length over the old. Returns the changes to apply and a one-line note (None: nothing moved).
+    """
+    changes = dict(changes)
+    notes = []
+    factor, unit = 1.0, base.milestone_unit
+    if "epochs" in changes and "iterations" not in changes and base.iterations > 0:
+        epochs = int(changes["epochs"])
+        changes["iterations"] = 0
+        notes.append(f"--epochs {epochs} replaces the recipe's iterations = {base.iterations}")
+        if base.milestone_unit == "iteration":
+            factor, unit = epochs / base.iterations, "epoch"
+    elif "epochs" in changes and not base.iterations and base.milestone_unit == "epoch":
+        factor = int(changes["epochs"]) / base.epochs
+    elif changes.get("iterations") and base.iterations and base.milestone_unit == "iteration":
+        factor = int(changes["iterations"]) / base.iterations
+    if base.milestones and "milestones" not in changes and (factor != 1 or unit != base.milestone_unit):
+        changes["milestones"] = [round(m * factor, 4) for m in base.milestones]
+        changes["milestone_unit"] = unit
+        old = ", ".join(f"{m:g}" for m in base.milestones)
+        new = ", ".join(f"{m:g}" for m in changes["milestones"])
+        notes.append(f"milestones [{old}] {base.milestone_unit}s scaled to [{new}] {unit}s")
+    return changes, ("; ".join(notes) if notes else None)
+
+
 def load_recipe(
     name_or_path: str | Path | None = None,
     overrides: list[str] | dict[str, Any] | None = None,
     **fields: Any,
 ) -> Recipe:
     """Defaults <- the TOML file <- `fields` <- `overrides` (`["lr=0.05", ...]` or a dict), each checked."""
-    d: dict[str, Any] = {}
-    if name_or_path is not None:
-        path = recipe_path(name_or_path)
-        try:
-            d = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise CnnlabError(f"recipe {path}: {e}") from None
+    d = read_recipe_file(name_or_path) if name_or_path is not None else {}
     d.update(fields)
     if isinstance(overrides, dict):
         d.update(overrides)

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from cnnlab import machine
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_path, write_json, write_text
 from cnnlab.train.recipe import Recipe, load_recipe
@@ -38,6 +39,59 @@ def default_run_dir(model: str, root: str | Path = "runs") -> Path:
         n += 1
         path = Path(root) / f"{stamp}-{model}-{n}"
     return path
+
+
+RUN_FILES = ("run.json", "recipe.toml", "checkpoints")  # any of these: the directory holds a run
+LOCK_FILE = ".lock"
+
+
+def check_new_run_dir(run: Path) -> None:
+    """Refuse to start a run in a directory that is a file or already holds a run (its data would be mixed)."""
+    if run.exists() and not run.is_dir():
+        raise CnnlabError(f"--out {run} is a file, not a directory; choose another --out")
+    if run.is_dir() and any((run / name).exists() for name in RUN_FILES):
+        raise CnnlabError(
+            f"{run} already holds a run; continue it with `cnnlab train --resume {run}`, or choose another --out"
+        )
+
+
+class RunLock:
+    """An exclusive lock on a run directory while a process trains in it (released when the process dies).
+
+    Two trainings into one directory would interleave their checkpoints and metrics; the second is refused.
+    """
+
+    def __init__(self, run: Path) -> None:
+        self.run = run
+        self._f: Any = None
+
+    def __enter__(self) -> RunLock:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks here; the run.json check still refuses a finished run
+            return self
+        self.run.mkdir(parents=True, exist_ok=True)
+        f = open(self.run / LOCK_FILE, "a+")  # noqa: SIM115 (held open for the lock's lifetime)
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise CnnlabError(
+                f"{self.run} is in use by another cnnlab train ({holder}); wait for it or choose another --out"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        self._f = f
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._f is not None:
+            self._f.close()  # closing releases the lock
+            self._f = None
 
 
 def git_sha() -> str | None:
@@ -76,6 +130,7 @@ def environment(device: torch.device, world_size: int) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        **machine.describe(),  # the CPU's model and speed flags: machines vary from one session to the next
         "world_size": world_size,
     }
     if device.type == "cuda":
@@ -118,9 +173,11 @@ def plot_curves(run: Path, rows: list[dict[str, Any]], title: str = "") -> Path 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     ep = [r["epoch"] for r in rows]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    # constrained layout keeps the y labels inside the figure, whatever the width of the tick labels
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
     ax1.plot(ep, [r["train_loss"] for r in rows], "o-", label="train")
     if any(r.get("val_loss") is not None for r in rows):
         ax1.plot(ep, [r.get("val_loss") for r in rows], "o-", label="val")
@@ -135,9 +192,12 @@ def plot_curves(run: Path, rows: list[dict[str, Any]], title: str = "") -> Path 
     ax2.set_ylabel("accuracy (%)")
     ax2.legend()
     ax2.grid(alpha=0.3)
+    for ax in (ax1, ax2):
+        # Whole epochs only (a 1-epoch run otherwise gets 0.96 ... 1.04), and half an epoch of room each side.
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.set_xlim(min(ep) - 0.5, max(ep) + 0.5)
     if title:
         fig.suptitle(title)
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.14, top=0.88, wspace=0.25)
     path = run / "curves.png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
