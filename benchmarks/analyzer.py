@@ -11,7 +11,8 @@ Timed regions:
 The timed functions take turns run by run (the same load falls on each).
 - zoo: `analyze(name)` for every name of `cnnlab.list_models()` at its default input size, built on meta.
 
-Writes benchmarks/results/analyzer_<machine>.csv (one row of medians; `--csv` to choose another path).
+Writes benchmarks/results/analyzer-<cpu tag>.csv (one row of medians and the cpu, cpu_flags, torch, threads
+columns; `--csv` to choose another path; see benchmarks/_machine.py).
 
 Usage: python benchmarks/analyzer.py [--runs N] [--threads T] [--csv FILE] [--no-zoo]
 """
@@ -19,14 +20,14 @@ Usage: python benchmarks/analyzer.py [--runs N] [--threads T] [--csv FILE] [--no
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
+
+import _machine
 
 
 def _times(fns: list, runs: int) -> list[tuple[list[float], list[float]]]:
@@ -57,11 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=7)
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (torchinfo's forward uses them)")
-    machine = f"{platform.node() or 'machine'}-{platform.machine()}".replace(" ", "_")
-    default_csv = Path(__file__).resolve().parent / "results" / f"analyzer_{machine}.csv"
-    p.add_argument("--csv", type=Path, default=default_csv, help="write the medians to this CSV file")
+    p.add_argument("--csv", type=Path, default=None, help="CSV (default results/analyzer-<cpu tag>.csv)")
     p.add_argument("--no-zoo", action="store_true")
     args = p.parse_args(argv)
+    print(_machine.cpu_line(), flush=True)
 
     import torch
     import torchvision
@@ -71,8 +71,10 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
-    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, python {platform.python_version()}")
-    print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus, threads={args.threads}")
+    print(
+        f"torch {torch.__version__}, torchvision {torchvision.__version__}, python {platform.python_version()}, "
+        f"threads={torch.get_num_threads()}"
+    )
 
     model = torchvision.models.resnet50()
     results: dict[str, float] = {}
@@ -121,17 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         results["zoo_cpu_s"] = total_cpu
         results["zoo_models"] = len(names)
 
-    if args.csv:
-        results = {"torch": torch.__version__, "runs": args.runs, "threads": args.threads, **results}
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
-        text = ",".join(results) + "\n" + ",".join(f"{v}" for v in results.values()) + "\n"
-        fd, tmp = tempfile.mkstemp(dir=args.csv.parent)  # atomic: a reader never sees half a file
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, args.csv)
-        print(f"written to {args.csv}")
+    out = args.csv or _machine.result_path("analyzer")
+    print(f"written to {_machine.write_csv(out, [{'runs': args.runs, **results}])}")
     return 0
 
 

@@ -7,34 +7,34 @@
     .venv/bin/python benchmarks/conv_algorithms.py [--grid small|full] [--rounds 5] [--threads 1]
         [--clock wall|cpu] [--default-allocator]
 
-Writes benchmarks/results/conv_algorithms_<machine>.csv and a crossover plot next to it. The timing
-protocol (what the clock includes, interleaving, medians) is printed at the start; see
+Writes benchmarks/results/conv_algorithms-<cpu tag>.csv (every row with the cpu, cpu_flags, torch, threads
+columns; see benchmarks/_machine.py) and the crossover plot conv_algorithms-<cpu tag>.png next to it. The
+timing protocol (what the clock includes, interleaving, medians) is printed at the start; see
 cnnlab.convlab.bench.
 """
 
 from __future__ import annotations
 
-import platform
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+
+import _machine
 
 from cnnlab.cli import main as cli_main
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    machine = f"{platform.node() or 'machine'}-{platform.machine()}".replace(" ", "_")
+    print(_machine.cpu_line(), flush=True)
     if "--default-allocator" in argv:
         argv.remove("--default-allocator")
     else:  # steady-state allocator: see cnnlab.convlab.bench.keep_freed_memory
         argv.append("--keep-freed-memory")
-    if "--out" not in argv:
-        argv += ["--out", str(RESULTS / f"conv_algorithms_{machine}.csv")]
-    if "--plot" not in argv:
-        argv += ["--plot", str(RESULTS / f"conv_algorithms_{machine}.png")]
+    given = {a.split("=", 1)[0] for a in argv}
+    if "--out" not in given:
+        argv += ["--out", str(_machine.result_path("conv_algorithms"))]
+    if "--plot" not in given:
+        argv += ["--plot", str(_machine.result_path("conv_algorithms", "png"))]
     return cli_main(["conv", "bench", *argv])
 
 

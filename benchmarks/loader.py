@@ -12,22 +12,22 @@ Measures (medians over --runs, each run a pass over --batches batches of 512 CIF
                Runs alternate between the four pipelines, so drifting machine load hits all alike.
                The clock includes: per-image transforms, collation, and the transfer from the workers.
 Also: folder-to-cache preprocessing (list + decode JPEGs + write the memory-mapped cache + statistics) in
-img/s, and `shapes` generation in img/s at 32 px. Results go to benchmarks/results/loader-<machine>.csv.
+img/s, and `shapes` generation in img/s at 32 px. Results go to benchmarks/results/loader-<cpu tag>.csv, every
+row with the cpu, cpu_flags, torch, threads columns (see benchmarks/_machine.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
-import socket
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import _machine
 import numpy as np
 import torch
 
@@ -133,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batches", type=int, default=20, help="batches of 512 per timed pass")
     p.add_argument("--folder-images", type=int, default=2000)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
-    p.add_argument("--csv", default=None, help="CSV path (default benchmarks/results/loader-<machine>.csv)")
+    p.add_argument("--csv", default=None, help="CSV path (default benchmarks/results/loader-<cpu tag>.csv)")
     args = p.parse_args(argv)
+    print(_machine.cpu_line(), flush=True)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.runs < 5:
@@ -146,7 +147,6 @@ def main(argv: list[str] | None = None) -> int:
     if not path.is_file():
         print(f"{path} not found; pass --data PATH to cifar10.npz", file=sys.stderr)
         return 2
-    machine = f"{socket.gethostname()}-{platform.machine()}-{os.cpu_count()}cpu"
     print(
         f"torch {torch.__version__}, {platform.platform()}, {os.cpu_count()} CPUs, "
         f"torch threads {torch.get_num_threads()}"
@@ -196,16 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows.append(("shapes_generate_32px", m, lo, hi, len(sh)))
 
-    out = Path(args.csv) if args.csv else REPO / "benchmarks" / "results" / f"loader-{machine}.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["measure", "median_img_per_s", "min", "max", "runs", "torch", "threads", "machine"])
-        for name, m, lo, hi, n in rows:
-            w.writerow(
-                [name, f"{m:.1f}", f"{lo:.1f}", f"{hi:.1f}", n, torch.__version__, torch.get_num_threads(), machine]
-            )
-    print(f"wrote {out}")
+    out = Path(args.csv) if args.csv else _machine.result_path("loader")
+    cols = ("measure", "median_img_per_s", "min", "max", "runs")
+    table = [dict(zip(cols, (name, f"{m:.1f}", f"{lo:.1f}", f"{hi:.1f}", n))) for name, m, lo, hi, n in rows]
+    print(f"wrote {_machine.write_csv(out, table)}")
     return 0
 
 

@@ -25,26 +25,23 @@ Contenders, and what each clock includes:
 - table: per model, `--table-steps` textbook training steps (NCHW, SGD, batch `--table-batch`) and eval-mode
   forward passes on random data, each after one warm-up step; the median of 3 timings. CIFAR-style models run at 32x32,
   the others at their smallest working size rounded up to a multiple of 32 (at least 64).
-Results go to benchmarks/results/train_throughput-<hostname>.csv (the comparison) and
-train_throughput_table-<hostname>.csv (the table).
+Results go to benchmarks/results/train_throughput-<cpu tag>.csv (the comparison) and
+train_throughput_table[_subset][_channels_last]-<cpu tag>.csv (the table), every row with the cpu, cpu_flags,
+torch, threads columns (see benchmarks/_machine.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import platform
-import socket
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import _machine
 import torch
 import torch.nn.functional as F
-
-from cnnlab.fileio import atomic_path
 
 SUMMARY_FIGURES: dict[str, list[float]] = {}  # cnnlab's own summary.json img/s, cold first step included
 
@@ -234,7 +231,7 @@ def table(pattern: str, steps: int, batch: int, channels_last: bool) -> list[dic
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=15, help="timed training steps per contender and round")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians are reported)")
@@ -248,28 +245,22 @@ def main() -> None:
     p.add_argument("--table-batch", type=int, default=16)
     p.add_argument("--table-channels-last", action="store_true", help="also time training channels-last")
     p.add_argument("--no-compare", action="store_true", help="skip the resnet20 comparison (the table only)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    print(_machine.cpu_line(), flush=True)
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {args.threads} threads, "
-          f"host {socket.gethostname()}")  # fmt: skip
-    results = Path(__file__).parent / "results"
-    host = socket.gethostname()
+    print(f"torch {torch.__version__}, {args.threads} threads")
     if not args.no_compare:
-        comparison(args, results / f"train_throughput-{host}.csv")
+        comparison(args, _machine.result_path("train_throughput"))
     if not args.table:
         return
     rows = table(args.table, args.table_steps, args.table_batch, args.table_channels_last)
     # A subset or an extra column goes to its own file, so the committed whole-zoo table is not overwritten.
-    suffix = ("" if args.table == "*" else "-subset") + ("-channels-last" if args.table_channels_last else "")
-    out = results / f"train_throughput_table-{host}{suffix}.csv"
+    name = "train_throughput_table" + ("" if args.table == "*" else "_subset")
+    name += "_channels_last" if args.table_channels_last else ""
     cols = ["model", "input", "batch", "train_img_s", "infer_img_s"]
     cols += ["train_cl_img_s"] if args.table_channels_last else []
-    with atomic_path(out) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow([*cols, "error"])
-        for r in rows:
-            w.writerow([r.get(k, "") for k in cols] + [r.get("error", "")])
-    print(f"wrote {out}")
+    table_rows = [{k: r.get(k, "") for k in [*cols, "error"]} for r in rows]
+    print(f"wrote {_machine.write_csv(_machine.result_path(name), table_rows)}")
 
 
 def comparison(args: argparse.Namespace, out: Path) -> None:
@@ -301,12 +292,12 @@ def comparison(args: argparse.Namespace, out: Path) -> None:
     ceiling = med["step only, no data (channels-last)"] / med[best]
     print(f"same layout (loader + loop alone): {same:.2f}x; "
           f"ceiling for any loader + loop with this model and layout: {ceiling:.2f}x")  # fmt: skip
-    with atomic_path(out) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["what", "input", "batch", "train_img_s", "note"])
-        for k, v in med.items():
-            w.writerow([f"resnet20: {k}", "3x32x32", args.batch, round(v, 1), f"median of {args.rounds} rounds"])
-    print(f"wrote {out}")
+    rows = [
+        {"what": f"resnet20: {k}", "input": "3x32x32", "batch": args.batch, "train_img_s": round(v, 1),
+         "note": f"median of {args.rounds} rounds"}
+        for k, v in med.items()
+    ]  # fmt: skip
+    print(f"wrote {_machine.write_csv(out, rows)}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Where Winograd F(4x4,3x3)'s time goes, and the layout choices in cnnlab/convlab/winograd.py, measured.
 
-    .venv/bin/python benchmarks/winograd_stages.py [--rounds 21] [--sizes 128:14,256:14]
+    .venv/bin/python benchmarks/winograd_stages.py [--rounds 21] [--sizes 128:14,256:14] [--csv FILE]
 
 1. Stages of one call (N=4, C=K, 3x3 pad 1): padding into channels-last, input transform (tile gather + two
    small GEMMs), filter transform, element-wise GEMMs, output transform (two small GEMMs + stitching), and
@@ -13,6 +13,9 @@
 Clock: process CPU time with one torch thread (waiting for a core is not counted), glibc told to reuse freed
 memory (as benchmarks/conv_algorithms.py). Each variant is warmed up, then timed in interleaved rounds; the
 figure is the median in ms. Inputs are made before the clock starts.
+
+Writes benchmarks/results/winograd_stages-<cpu tag>.csv (one row per part, configuration and variant, with the
+cpu, cpu_flags, torch, threads columns; see benchmarks/_machine.py).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+import _machine
 import torch
 
 from cnnlab.convlab import winograd as W
@@ -103,34 +108,51 @@ def u_layout(c: int, rounds: int) -> dict[str, float]:
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=21)
     p.add_argument("--sizes", default="128:14,256:14", help="C:size pairs for parts 1 and 2")
     p.add_argument("--u-channels", default="64,128,192,256,384", help="C=K values for part 3")
-    args = p.parse_args()
+    p.add_argument("--csv", type=Path, default=None, help="CSV (default results/winograd_stages-<cpu tag>.csv)")
+    args = p.parse_args(argv)
+    print(_machine.cpu_line(), flush=True)
     torch.set_num_threads(1)
     kept = keep_freed_memory()
+    rows: list[dict] = []
+
+    def record(part: str, c: int, size: int, res: dict[str, float]) -> None:
+        rows.extend(
+            {"part": part, "n": 4, "c": c, "k_out": c, "size": size, "variant": k, "median_ms": f"{v:.4f}",
+             "rounds": args.rounds, "clock": "cpu"}
+            for k, v in res.items()
+        )  # fmt: skip
+
     print(f"torch {torch.__version__}, 1 thread, CPU-time clock, {args.rounds} interleaved rounds, medians in ms; "
           f"glibc reuses freed memory: {kept}")  # fmt: skip
     for pair in args.sizes.split(","):
         c, size = (int(v) for v in pair.split(":"))
         print(f"\n1. stages, N=4 C=K={c} {size}x{size}")
         res = stages(c, size, args.rounds)
+        record("stages", c, size, res)
         parts = sum(v for k, v in res.items() if k != "whole call")
         for k, v in res.items():
             print(f"   {k:<24} {v:7.3f}")
         print(f"   {'sum of the stages':<24} {parts:7.3f}")
         print(f"2. copies, N=4 C={c} {size}x{size}")
-        for k, v in copies(c, size, args.rounds).items():
+        res = copies(c, size, args.rounds)
+        record("copies", c, size, res)
+        for k, v in res.items():
             print(f"   {k:<36} {v:7.3f}")
     print("\n3. element-wise GEMMs (36 x (64 x C) @ (C x C)), U's layout")
     for c in (int(v) for v in args.u_channels.split(",")):
         r = u_layout(c, args.rounds)
+        record("u_layout", c, 14, r)  # the GEMMs of N=4 14x14 maps (64 tiles), as u_layout sets them up
         slower = r["U transposed view"] / r["U contiguous"] - 1
         print(f"   C=K={c:<4} contiguous {r['U contiguous']:7.3f}  transposed view {r['U transposed view']:7.3f} "
               f"({slower:+.0%})  reorder {r['reorder the filters']:6.3f}  "
               f"U is {c * c * 4 / 1024:.0f} KiB a slice")  # fmt: skip
+
+    print(f"\nwrote {_machine.write_csv(args.csv or _machine.result_path('winograd_stages'), rows)}")
 
 
 if __name__ == "__main__":

@@ -359,6 +359,9 @@ def test_data_paths_are_recorded_resolved_and_resume_can_point_elsewhere(tmp_pat
     for m in ckpts[1:]:
         m.unlink()  # back to the first checkpoint: unfinished
     (work / "d.npz").rename(other / "moved.npz")
+    capsys.readouterr()
+    _one_line_exit_2(capsys, ["train", "--resume", str(run), "--no-progress"], "--data SPEC")
     assert main(["train", "--resume", str(run), "--data", "npz:moved.npz", "--no-progress"]) == 0
     assert main(["eval", str(run), "--data", "npz:moved.npz"]) == 0
+    capsys.readouterr()
     _one_line_exit_2(capsys, ["train", "--resume", str(run), "--data", "npz:moved.npz", "--epochs", "3"], "--resume")

@@ -54,7 +54,7 @@ def test_overrides_are_typed():
         ("epochs=2.5", "epochs must be int"),
         ("nesterov=1", "nesterov must be bool"),
         ("lr=fast", "lr must be float"),
-        ("milestones=[1, 'a']", "milestones must be float"),
+        ("milestones=[1, 'a']", "milestones must be a list of floats"),
         ("batch_size=0", "batch_size must be at least 1"),
         ("lr=-0.1", "lr must be positive"),
         ("label_smoothing=1.5", "label_smoothing"),

@@ -94,6 +94,19 @@ def grid_image(images, labels: list[str], cols: int):  # noqa: ANN001, ANN201
 
 
 def _save_png(img, out: Path) -> None:  # noqa: ANN001
+    from cnnlab.errors import CnnlabError
+
+    if out.is_dir():
+        raise CnnlabError(f"--out {out} is a directory; give a file name, e.g. {out / 'grid.png'}")
+    try:
+        _write_png(img, out)
+    except (FileExistsError, NotADirectoryError):
+        raise CnnlabError(f"cannot write {out}: a file stands where a folder of its path should be") from None
+    except OSError as e:  # no permission, a full disk: one line
+        raise CnnlabError(f"cannot write {out}: {e.strerror or e}") from None
+
+
+def _write_png(img, out: Path) -> None:  # noqa: ANN001
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
     try:
@@ -134,17 +147,11 @@ def show(args: argparse.Namespace) -> int:
 
 
 def info(args: argparse.Namespace) -> int:
-    from cnnlab.errors import CnnlabError
+    from cnnlab.data.dataset import available_splits
 
-    rows = {}
-    for split in ("train", "val", "test"):
-        try:
-            ds = _load(args, split)
-        except CnnlabError as e:
-            if "has no" in str(e):  # a source without that split
-                continue
-            raise
-        rows[split] = ds
+    # Ask which splits exist rather than read error messages: a bad file must fail here, not read as "no split".
+    splits = available_splits(args.spec, size=args.size, val_fraction=args.val_fraction, cache_dir=args.cache_dir)
+    rows = {split: _load(args, split) for split in splits}
     first = rows["train"]
     report = {
         "spec": first.spec,

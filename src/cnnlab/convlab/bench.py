@@ -357,7 +357,18 @@ def _winograd_findings(rows: list[dict], alg: str, what: str) -> list[str]:
 
 
 def write_csv(rows: list[dict], path: str | Path) -> Path:
-    """Atomic write: temp file, fsync, rename."""
+    """Every row plus the machine it ran on (`cpu`, `cpu_flags` from cnnlab.machine, `torch`, `threads`, `cpus`,
+    the columns of every benchmarks/ CSV; call this with the benchmark's thread count still set); atomic
+    write: temp file, fsync, rename."""
+    from cnnlab import machine
+
+    env = {
+        **machine.describe(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+    }
+    rows = [{**r, **env} for r in rows]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")

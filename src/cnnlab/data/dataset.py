@@ -22,7 +22,11 @@ from cnnlab.data.spec import Spec, parse_spec
 from cnnlab.errors import CnnlabError
 
 SPLITS = ("train", "val", "test")
+MAX_SIZE = 4096  # pixels; past this one image alone is 50 MB of cache and a resize chunk would not fit memory
 _SHOW_SKIPPED = 3  # first paths named in a skip report
+_CHUNK_ELEMS = 1 << 25  # floats per resize chunk (128 MB), whatever the resolution
+# Cache entries whose skipped files were reported by this process: load() runs once per split, warn once.
+_REPORTED: set[str] = set()
 
 
 class DataWarning(UserWarning):
@@ -66,28 +70,37 @@ class Dataset:
 # ---------------------------------------------------------------------------------------------- building
 
 
-def resize_uint8(x: np.ndarray, size: int, chunk: int = 1024) -> np.ndarray:
-    """uint8 (N, C, H, W) -> (N, C, size, size): shorter side to `size` (antialiased bilinear), centre crop."""
+def resize_uint8(x: np.ndarray, size: int, out: np.ndarray | None = None) -> np.ndarray:
+    """uint8 (N, C, H, W) -> (N, C, size, size): shorter side to `size` (antialiased bilinear), centre crop.
+
+    `out`, when given (e.g. a memory-mapped cache file), is filled in place, so memory stays bounded.
+    """
     n, c, h, w = x.shape
-    if (h, w) == (size, size):
+    if (h, w) == (size, size) and out is None:
         return x
     scale = size / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
     top, left = (nh - size) // 2, (nw - size) // 2
-    out = np.empty((n, c, size, size), np.uint8)
+    out = np.empty((n, c, size, size), np.uint8) if out is None else out
+    chunk = max(1, _CHUNK_ELEMS // (c * max(h * w, nh * nw)))
     for s in range(0, n, chunk):
         t = torch.from_numpy(np.ascontiguousarray(x[s : s + chunk])).float()
-        t = F.interpolate(t, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
-        t = t[..., top : top + size, left : left + size]
+        if (h, w) != (size, size):
+            t = F.interpolate(t, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+            t = t[..., top : top + size, left : left + size]
         out[s : s + chunk] = t.round_().clamp_(0, 255).to(torch.uint8).numpy()
     return out
 
 
 def _write_raw(raw: Raw, size: int | None, tmp: Path, source: str) -> None:
+    dims = {s: (len(x), x.shape[1], size or x.shape[2], size or x.shape[3]) for s, (x, _) in raw.splits.items()}
+    cache.check_space(tmp.parent, sum(int(np.prod(v)) for v in dims.values()), source)
     for split, (x, y) in raw.splits.items():
-        if size is not None:
-            x = resize_uint8(x, size)
-        np.save(tmp / f"{split}.x.npy", np.ascontiguousarray(x))
+        if size is None:
+            np.save(tmp / f"{split}.x.npy", np.ascontiguousarray(x))
+        else:  # straight into the mapped file: a resized copy of MNIST at 224 px would be 3 GB of memory
+            out = cache.open_writer(tmp / f"{split}.x.npy", dims[split])
+            cache.finish(tmp / f"{split}.x.npy", resize_uint8(x, size, out=out))
         np.save(tmp / f"{split}.y.npy", y.astype(np.int64))
     _write_meta(tmp, source, raw.classes, {s: len(y) for s, (_, y) in raw.splits.items()}, raw.skipped)
 
@@ -102,10 +115,13 @@ def _shapes_entry(spec: Spec, size: int | None, root: Path) -> Path:
     opts = dict(spec.options)
     if size is not None:
         opts["size"] = size
+    shapes.check_options(opts)  # before anything is allocated: size=100000 would not fit any memory
     res = int(opts["size"])
     name = cache.entry_name("shapes", "shapes", res, {"options": opts, "version": shapes.VERSION})
 
     def writer(tmp: Path) -> None:
+        n_images = int(opts["train"]) + int(opts["test"])
+        cache.check_space(root, shapes.image_bytes(n_images, res), str(Spec("shapes", None, opts)))
         counts = {}
         for split in ("train", "test"):
             n = int(opts[split])
@@ -132,12 +148,12 @@ def _file_entry(spec: Spec, size: int | None, root: Path) -> Path:
 
     path = spec.path.resolve()  # type: ignore[union-attr]
     if spec.kind == "npz":
-        files, read = npz.files(path), lambda: npz.read(path)
+        files, read, version = npz.files(path), lambda: npz.read(path), npz.VERSION
     elif spec.kind == "mnist":
-        files, read = mnist.files(path), lambda: mnist.read(path)
+        files, read, version = mnist.files(path), lambda: mnist.read(path), mnist.VERSION
     else:
-        files, read = cifar.files(spec.kind, path), lambda: cifar.read(spec.kind, path)
-    parts = {"path": str(path), "size": size, "content": fingerprint(files)}
+        files, read, version = cifar.files(spec.kind, path), lambda: cifar.read(spec.kind, path), cifar.VERSION
+    parts = {"path": str(path), "size": size, "content": fingerprint(files), "reader": version}
     name = cache.entry_name(spec.kind, path.stem, size, parts)
     return cache.build(root / name, lambda tmp: _write_raw(read(), size, tmp, str(spec)))
 
@@ -154,6 +170,8 @@ def _folder_entry(spec: Spec, size: int | None, root: Path) -> Path:
 
     def writer(tmp: Path) -> None:
         res = size if size is not None else folder.choose_size(listing)
+        n_images = sum(len(items) for items in listing.splits.values())
+        cache.check_space(root, n_images * 3 * res * res, str(spec))
         skipped: list[tuple[str, str]] = []
         counts = {}
         for split, items in listing.splits.items():
@@ -232,6 +250,7 @@ def _split_dir(entry: Path, meta: dict, val_fraction: float, val_seed: int) -> P
         x = cache.load(entry / "train.x.npy")
         y = np.load(entry / "train.y.npy")
         if carve_it:
+            cache.check_space(entry, x.nbytes, f"the train/val carve of {meta['source']}")
             tr, va = carve(y, val_fraction, val_seed)
             for name, idx in (("train", tr), ("val", va)):
                 out = cache.open_writer(tmp / f"{name}.x.npy", (len(idx), *x.shape[1:]))
@@ -257,6 +276,51 @@ def _skip_report(spec: str, skipped: list) -> str:
     return f"{spec}: skipped {len(skipped)} unreadable file(s): {first}{more}"
 
 
+def _check_args(split: str, size: int | None, val_fraction: float, val_seed: int = 0) -> None:
+    if split not in SPLITS:
+        from cnnlab.errors import UnknownNameError
+
+        raise UnknownNameError("split", split, SPLITS)
+    if size is not None and (not isinstance(size, int) or not 1 <= size <= MAX_SIZE):
+        raise CnnlabError(f"size must be 1..{MAX_SIZE} pixels, got {size!r}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise CnnlabError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if not isinstance(val_seed, int) or val_seed < 0:
+        raise CnnlabError(f"val_seed must be an integer >= 0, got {val_seed!r}")
+
+
+def _splits_of(meta: dict, val_fraction: float) -> tuple[str, ...]:
+    own = meta["counts"]
+    return tuple(s for s in SPLITS if s in own or (s == "val" and val_fraction > 0))
+
+
+def available_splits(
+    spec: str | Spec,
+    size: int | None = None,
+    val_fraction: float = 0.1,
+    cache_dir: str | os.PathLike | None = None,
+) -> tuple[str, ...]:
+    """The splits `load(spec, split=...)` can return, in SPLITS order: train always; val when the source has
+    its own or val_fraction > 0 carves one; test when the source has one (an ImageNet-style folder of train/
+    and val/ has none). Builds the cache entry if needed, so a following load() decodes nothing again.
+    """
+    s = parse_spec(spec)
+    _check_args("train", size, val_fraction)
+    entry = _entry(s, size, cache.cache_root(cache_dir))
+    return _splits_of(cache.read_json(entry / "meta.json"), val_fraction)
+
+
+def _report_skipped(spec: Spec, entry: Path, skipped: list, strict: bool) -> None:
+    if not skipped:
+        return
+    report = _skip_report(str(spec), skipped)
+    if strict:
+        raise CnnlabError(report.replace("skipped", "strict: found", 1))
+    if str(entry) not in _REPORTED:  # once per entry per process, not once per split loaded
+        _REPORTED.add(str(entry))
+        warnings.warn(report, DataWarning, stacklevel=3)
+
+
 def load(
     spec: str | Spec,
     split: str = "train",
@@ -271,36 +335,23 @@ def load(
     size: resolution in pixels (shorter side, then centre crop); None keeps the source's own size (folders
     of mixed sizes: 256). val_fraction, val_seed: the stratified carve of the training data into train/val
     (ignored when the source has its own val split). strict: fail on unreadable files instead of skipping.
+    Skipped files are reported as one DataWarning per cache entry per process, not once per split.
+    A split the source lacks (see available_splits) raises CnnlabError.
     """
     s = parse_spec(spec)
-    if split not in SPLITS:
-        from cnnlab.errors import UnknownNameError
-
-        raise UnknownNameError("split", split, SPLITS)
-    if size is not None and (not isinstance(size, int) or size < 1):
-        raise CnnlabError(f"size must be a positive number of pixels, got {size!r}")
-    if not 0.0 <= val_fraction < 1.0:
-        raise CnnlabError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    _check_args(split, size, val_fraction, val_seed)
     entry = _entry(s, size, cache.cache_root(cache_dir))
     meta = cache.read_json(entry / "meta.json")
     skipped = [tuple(t) for t in meta.get("skipped", [])]
-    if skipped:
-        report = _skip_report(str(s), skipped)
-        if strict:
-            raise CnnlabError(report.replace("skipped", "strict: found", 1))
-        warnings.warn(report, DataWarning, stacklevel=2)
+    _report_skipped(s, entry, skipped, strict)
+    if split not in _splits_of(meta, val_fraction):
+        has = ", ".join(_splits_of(meta, val_fraction))
+        fix = "; use val_fraction > 0 to carve one from the training data" if split == "val" else ""
+        raise CnnlabError(f"{s} has no {split} split (it has {has}){fix}")
     sdir = _split_dir(entry, meta, val_fraction, val_seed)
     stats = cache.read_json(sdir / "meta.json")
-    if split == "test":
-        if "test" not in meta["counts"]:
-            raise CnnlabError(f"{s} has no test split")
-        where = entry
-    elif split == "val" and "val" in meta["counts"]:
-        where = entry
-    elif split == "val" and not stats["carved"]:
-        raise CnnlabError(f"{s} has no val split; use val_fraction > 0 to carve one from the training data")
-    else:
-        where = sdir if stats["carved"] else entry
+    own = split != "train" and split in meta["counts"]  # the source's own val or test split
+    where = sdir if stats["carved"] and not own else entry
     x = torch.from_numpy(cache.load(where / f"{split}.x.npy"))
     y = torch.from_numpy(np.load(where / f"{split}.y.npy"))
     return Dataset(

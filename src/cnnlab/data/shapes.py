@@ -20,6 +20,9 @@ import math
 import numpy as np
 import torch
 
+from cnnlab.data.cache import human_bytes
+from cnnlab.errors import CnnlabError
+
 # Bump when drawing changes: it is part of the cache key, so old caches are not reused.
 VERSION = 3
 
@@ -42,6 +45,33 @@ CLASSES: tuple[str, ...] = (
 DEFAULT_CLASSES = 10
 
 _SPLIT_STREAM = {"train": 1, "test": 2}
+
+# Drawing holds about twenty float32 (block, size, size) planes: ~0.5 GB at 512 px, ~2 GB at 1024 px.
+MIN_SIZE, MAX_SIZE = 8, 512
+MAX_IMAGES = 10_000_000  # per split; a procedural toy set larger than ImageNet-1k x 8 is a typo
+MAX_SEED = 9_999_999  # block seeds, (seed * 1_000_003 + stream) * 1_000_003 + block, must fit torch's 64 bits
+
+
+def image_bytes(n: int, size: int) -> int:
+    """Bytes of `n` cached uint8 RGB images of `size` x `size` (labels are 8 bytes each more)."""
+    return n * (3 * size * size + 8)
+
+
+def check_options(opts: dict) -> None:
+    """Refuse options that cannot be drawn, before anything is allocated (one line each)."""
+    size, train, test = int(opts["size"]), int(opts["train"]), int(opts["test"])
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise CnnlabError(f"shapes: size must be {MIN_SIZE}..{MAX_SIZE} pixels, got {size}")
+    for split, n, least in (("train", train, 1), ("test", test, 0)):
+        if not least <= n <= MAX_IMAGES:
+            need = f" ({human_bytes(image_bytes(n, size))} of cache)" if n > MAX_IMAGES else ""
+            raise CnnlabError(f"shapes: {split} must be {least}..{MAX_IMAGES:,} images, got {n}{need}")
+    if not 1 <= int(opts["classes"]) <= len(CLASSES):
+        raise CnnlabError(f"shapes: classes must be in 1..{len(CLASSES)}, got {opts['classes']}")
+    if not 0.0 <= float(opts["difficulty"]) <= 1.0:
+        raise CnnlabError(f"shapes: difficulty must be in [0, 1], got {opts['difficulty']}")
+    if not 0 <= int(opts["seed"]) <= MAX_SEED:
+        raise CnnlabError(f"shapes: seed must be in 0..{MAX_SEED}, got {opts['seed']}")
 
 
 def _box(u: torch.Tensor, v: torch.Tensor, a: float, b: float) -> torch.Tensor:

@@ -70,4 +70,12 @@ def parse_spec(spec: str | Spec) -> Spec:
         return Spec("shapes", None, options)
     if not sep or not rest:
         raise CnnlabError(f"dataset spec '{spec}' needs a path: {kind}:PATH")
-    return Spec(kind, Path(rest).expanduser(), {})
+    return Spec(kind, expand_path(rest, f"dataset spec '{spec}'"), {})
+
+
+def expand_path(text: str, what: str) -> Path:
+    """`text` as a Path with ~ expanded; an unknown ~user is one line, not a RuntimeError."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError as e:  # Path('~nobody').expanduser() when there is no such user or home
+        raise CnnlabError(f"{what}: cannot expand '~' in {text} ({e})") from None

@@ -41,6 +41,14 @@ def resolve_data_spec(spec: str) -> str:
     return spec if s.path is None else f"{s.kind}:{s.path.resolve()}"
 
 
+def data_path_missing(spec: str) -> bool:
+    """True when the spec names a file or directory that does not exist (a moved dataset)."""
+    from cnnlab.data.spec import parse_spec
+
+    s = parse_spec(spec) if spec else None
+    return s is not None and s.path is not None and not s.path.exists()
+
+
 def _load(spec: str, split: str, size: int | None, val_fraction: float) -> Any:
     from cnnlab.data.dataset import load
 
@@ -59,19 +67,19 @@ def open_data(recipe: Any, rank: int = 0, world_size: int = 1, device: torch.dev
     if recipe.batch_size % world_size:
         raise CnnlabError(f"loader: batch {recipe.batch_size} is not divisible by {world_size} processes")
     size = recipe.image_size or None
+    from cnnlab.data.dataset import available_splits
+
+    splits = available_splits(recipe.data, size=size, val_fraction=recipe.val_fraction)
     train = _load(recipe.data, "train", size, recipe.val_fraction)
-    try:
-        val = _load(recipe.data, "val", size, recipe.val_fraction)
-    except CnnlabError:
-        val = None  # no val split and val_fraction = 0
-    try:
+    val = _load(recipe.data, "val", size, recipe.val_fraction) if "val" in splits else None
+    if "test" in splits:
         test, test_split = _load(recipe.data, "test", size, recipe.val_fraction), "test"
-    except CnnlabError as e:
-        if "no test split" not in str(e) or val is None:
-            raise
+    elif val is not None:
         # The ImageNet layout (train/ and val/, no labelled test/): val selects the checkpoint and is the
         # held-out figure, as in the papers that report ImageNet val accuracy.
         test, test_split = val, "val"
+    else:
+        raise CnnlabError(f"{recipe.data} has no test or val split to report on; set val_fraction > 0 to carve one")
     common = {"rank": rank, "world_size": world_size, "device": device}
     train_loader = Loader(
         train, batch_size=recipe.batch_size, augment=recipe.augment, shuffle=True, seed=recipe.seed, drop_last=True,

@@ -31,7 +31,7 @@ from cnnlab.machine import cpu_has_native_bf16
 from cnnlab.models.base import AuxOutputs
 from cnnlab.train import ddp
 from cnnlab.train.checkpoint import CheckpointDir
-from cnnlab.train.data_adapter import DataBundle, open_data, resolve_data_spec
+from cnnlab.train.data_adapter import DataBundle, data_path_missing, open_data, resolve_data_spec
 from cnnlab.train.optim import EMA, LRSchedule, build_optimizer
 from cnnlab.train.progress import Progress
 from cnnlab.train.recipe import Recipe
@@ -373,6 +373,11 @@ def _train(
         recipe, run_info = read_run(run)
         # Display only, or where the data lives now (its content is checked below): cannot change the numbers.
         recipe = recipe.replace(progress=given.progress, data=given.data or recipe.data)
+        if data_path_missing(recipe.data):
+            raise CnnlabError(
+                f"the run's data {recipe.data} is not there (moved?); point to it with: "
+                f"cnnlab train --resume {run} --data SPEC"
+            )
     else:
         recipe = recipe.replace(data=resolve_data_spec(recipe.data))  # so eval and --resume work from any cwd
         run_info = None

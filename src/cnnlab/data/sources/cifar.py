@@ -18,6 +18,8 @@ import numpy as np
 from cnnlab.data.sources import Raw, check_labels
 from cnnlab.errors import CnnlabError
 
+VERSION = 1  # part of the cache key
+
 try:  # numpy >= 2 moved the module; old pickles still name numpy.core.multiarray
     from numpy._core.multiarray import _reconstruct
 except ImportError:  # pragma: no cover - numpy 1.x

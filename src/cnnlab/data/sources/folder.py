@@ -76,7 +76,7 @@ def list_folder(root: Path) -> Listing:
     return Listing(classes, {s: v for s, v in splits.items() if v or s == "train"})
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def to_rgb(img: Image.Image) -> Image.Image:
     """8-bit RGB from any mode; 16-bit and float images are rescaled, not clipped."""
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         a = np.asarray(img, dtype=np.float64)
@@ -93,7 +93,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img
 
 
-def _check_bomb(img: Image.Image) -> None:
+def check_bomb(img: Image.Image) -> None:
     # PIL raises past twice MAX_IMAGE_PIXELS but only warns past it; a warning would let the bomb through, and
     # turning warnings into errors with warnings.catch_warnings is not thread-safe, so check the count here.
     limit = Image.MAX_IMAGE_PIXELS
@@ -105,19 +105,27 @@ def _check_bomb(img: Image.Image) -> None:
 def header_size(path: Path) -> tuple[int, int]:
     """(width, height) from the header only; raises on non-images and decompression bombs."""
     with Image.open(path) as img:
-        _check_bomb(img)
+        check_bomb(img)
         return img.size
+
+
+def read_rgb(path: Path, size: int | None = None) -> Image.Image:
+    """A decoded 8-bit RGB image; `size` lets a large JPEG decode at a reduced scale (both sides stay >= size).
+
+    Raises on bad files (PIL raises OSError, SyntaxError, ValueError, DecompressionBombError, ...): callers skip
+    the file or report it, with `skip_reason(e)`.
+    """
+    with Image.open(path) as img:
+        check_bomb(img)
+        if size is not None and img.format == "JPEG":
+            img.draft("RGB", (size, size))  # a reduced DCT scale: decoding a 24 MP photo for 256 px is waste
+        img.load()
+        return to_rgb(img)
 
 
 def decode(path: Path, size: int) -> np.ndarray:
     """One image as uint8 (3, size, size): shorter side to `size`, centre crop. Raises on bad files."""
-    with Image.open(path) as img:
-        _check_bomb(img)
-        if img.format == "JPEG":
-            # Decode at a reduced DCT scale when the image is much larger than `size` (both sides stay >= size).
-            img.draft("RGB", (size, size))
-        img.load()
-        img = _to_rgb(img)
+    img = read_rgb(path, size)
     w2, h2 = img.size
     side = min(w2, h2)
     left, top = (w2 - side) / 2, (h2 - side) / 2
@@ -125,7 +133,8 @@ def decode(path: Path, size: int) -> np.ndarray:
     return np.asarray(out, dtype=np.uint8).transpose(2, 0, 1)
 
 
-def _reason(e: BaseException) -> str:
+def skip_reason(e: BaseException) -> str:
+    """One line saying why an image could not be read."""
     if isinstance(e, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
         return f"decompression bomb ({str(e).split('.')[0]})"
     msg = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -172,7 +181,7 @@ def decode_into(
     with ThreadPoolExecutor(workers) as pool:
         for (path, label), res in zip(items, pool.map(work, items, chunksize=16)):
             if isinstance(res, BaseException):
-                skipped.append((str(path), _reason(res)))
+                skipped.append((str(path), skip_reason(res)))
                 continue
             out[kept] = res
             labels.append(label)

@@ -8,12 +8,15 @@ IDX (LeCun): magic = 0, 0, dtype code, number of dims; then one big-endian int32
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from cnnlab.data.sources import Raw, check_labels
 from cnnlab.errors import CnnlabError
+
+VERSION = 2  # part of the cache key; 2: test labels checked against the training split's classes
 
 _PARTS = {
     ("train", "x"): ("train-images", 3),
@@ -44,7 +47,7 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:  # zlib.error: a damaged .gz stream
         raise CnnlabError(f"mnist: cannot read {path.name}: {e}") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise CnnlabError(f"mnist: {path.name} is not an IDX file (bad magic number)")
@@ -64,12 +67,17 @@ def read_idx(path: Path) -> np.ndarray:
 def read(path: Path) -> Raw:
     found = dict(zip(_PARTS, files(path)))
     splits = {}
+    num_classes = None  # set by the training labels; test labels must fall inside
     for split in ("train", "test"):
         x = read_idx(found[(split, "x")])
         y = read_idx(found[(split, "y")])
         if x.ndim != 3 or y.ndim != 1:
             raise CnnlabError(f"mnist: {split} images must be 3-D and labels 1-D, got {x.shape} and {y.shape}")
-        y = check_labels(f"mnist: {found[(split, 'y')].name}", y, None, len(x))
+        defined_by = f" (the {num_classes} classes the training labels define)" if num_classes else ""
+        y = check_labels(f"mnist: {found[(split, 'y')].name}", y, num_classes, len(x), defined_by)
+        if split == "train":
+            if not len(y):
+                raise CnnlabError(f"mnist: {found[(split, 'x')].name} holds no images")
+            num_classes = max(int(y.max()) + 1, 10)  # labels are bytes, so at most 256 classes
         splits[split] = (np.ascontiguousarray(x[:, None]), y)
-    top = max(int(y.max()) for _, y in splits.values() if len(y))
-    return Raw(splits, [str(i) for i in range(max(top + 1, 10))])
+    return Raw(splits, [str(i) for i in range(num_classes)])
