@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from cnnlab import machine
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import cpu_line, result_path, write_csv  # noqa: E402
 
@@ -110,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['case']:<28} {'identical' if same else 'DIFFERENT' if b else 'new'}")
             if b is not None and not same:
                 bad.append(r["case"])
-            if b is not None and (b.get("torch"), b.get("cpu_flags")) != (torch.__version__, r.get("cpu_flags")):
+            here = (torch.__version__, machine.speed_flags())
+            if b is not None and (b.get("torch"), b.get("cpu_flags")) != here:
                 print("  (the earlier file comes from another torch or CPU: a difference may not be a change)")
     return 1 if bad else 0
 

@@ -100,7 +100,8 @@ class ModelInfo:
     family: str
     paper: Paper
     input_size: tuple[int, int, int]
-    min_input_size: int
+    min_input_size: int  # pixels, in training mode (auxiliary heads included)
+    min_eval_input_size: int  # pixels, in eval mode (inception_v3: 75, where training needs 299)
     published: Published
     deviations: tuple[str, ...]
     torchvision: str | None
@@ -131,6 +132,7 @@ def model_info(name: str) -> ModelInfo:
         paper=fam.papers.get(name, fam.paper),
         input_size=input_size,
         min_input_size=net.min_input_size,
+        min_eval_input_size=net.smallest_input(training=False),
         published=fam.published.get(name, Published()),
         deviations=tuple(fam.deviations.get("*", ())) + tuple(fam.deviations.get(name, ())),
         torchvision=fam.torchvision.get(name),

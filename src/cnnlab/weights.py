@@ -7,6 +7,7 @@ Nothing here unpickles code: `.safetensors` files are read with safetensors, and
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -36,7 +37,10 @@ def load_state_dict(path: str | Path) -> StateDict:
         except (SafetensorError, OSError, ValueError) as e:
             raise CnnlabError(f"{path}: not a readable safetensors file ({_first_line(e)})") from None
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # Files saved with pickle protocol 4+ (timm's, many others) load fine; torch warns about each anyway.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # the pickle machinery raises many types; every one means "refused"
         msg = _first_line(e)
         if "weights_only" in msg or "Unsupported global" in msg or "GLOBAL" in msg:

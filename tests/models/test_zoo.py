@@ -80,7 +80,7 @@ def test_anatomy_and_stage_info(name: str):
 def test_min_input_size_is_enforced(name: str):
     info = cnnlab.model_info(name)
     model = meta_model(name).eval()
-    c, m = info.input_size[0], info.min_input_size
+    c, m = info.input_size[0], info.min_eval_input_size  # eval mode: auxiliary heads (inception_v3) do not run
     assert model(torch.empty(1, c, m, m, device="meta")).shape[0] == 1
     with pytest.raises(ValueError, match=f"{name}.*{m}"):
         model(torch.empty(1, c, m - 1, m - 1, device="meta"))

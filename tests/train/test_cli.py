@@ -51,9 +51,9 @@ def test_input_too_small_for_the_model(capsys, tmp_path):
 
 
 def test_bf16_refusal_is_one_line(capsys, tmp_path, monkeypatch):
-    from cnnlab.train import loop
+    from cnnlab.train import numerics
 
-    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(numerics, "cpu_has_native_bf16", lambda: False)
     argv = ["train", "lenet5", "--data", "shapes", "--set", "precision=bf16", "--out", str(tmp_path / "r")]
     _one_line_exit_2(capsys, argv, "bf16")
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.registry import create_model
-from cnnlab.train import loop
+from cnnlab.train import numerics
 from cnnlab.train.checkpoint import CheckpointDir, NonFiniteWeightsError, load_weights, save_weights
 from cnnlab.train.loop import NonFiniteLossError, train
 from cnnlab.train.recipe import load_recipe
@@ -147,7 +147,7 @@ def test_fp16_autocast_with_grad_scaler_trains(tmp_path):
 
 
 def test_bf16_refused_without_native_support(monkeypatch, tmp_path):
-    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(numerics, "cpu_has_native_bf16", lambda: False)
     recipe = load_recipe(None, **{**TINY, "precision": "bf16"})
     with pytest.raises(CnnlabError, match="no native bf16"):
         train(recipe, out=tmp_path / "run", device="cpu", log=_quiet)

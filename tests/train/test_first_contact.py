@@ -295,7 +295,7 @@ def test_data_below_the_models_minimum_is_resized_and_said_once(tmp_path, capsys
 
 def test_resolution_below_the_papers_input_is_said():
     from cnnlab.registry import create_model
-    from cnnlab.train.loop import fit_input_size
+    from cnnlab.train.setup import fit_input_size
 
     messages: list[str] = []
 
@@ -365,3 +365,23 @@ def test_data_paths_are_recorded_resolved_and_resume_can_point_elsewhere(tmp_pat
     assert main(["eval", str(run), "--data", "npz:moved.npz"]) == 0
     capsys.readouterr()
     _one_line_exit_2(capsys, ["train", "--resume", str(run), "--data", "npz:moved.npz", "--epochs", "3"], "--resume")
+
+
+def test_progress_shows_the_whole_runs_eta_not_only_the_epochs(monkeypatch):
+    import io
+
+    from cnnlab.train import progress
+
+    clock = iter(float(t) for t in range(100))
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Tty()
+    bar = progress.Progress(10, "epoch 1/10", stream=out, later=90)  # t0 = 0
+    for _ in range(4):
+        bar.update(8, force=True)  # drawn at t = 1, 2, 3, 4: one second per step
+    last = out.getvalue().split("\r")[-1]
+    assert "ETA 0:06" in last and "run ETA 1:36" in last, last  # 6 steps of this epoch, then 90 more

@@ -95,7 +95,7 @@ def test_bare_words_are_strings_and_toml_strings_work():
 def test_channels_last_is_auto_and_takes_toml_bools():
     import torch
 
-    from cnnlab.train.loop import use_channels_last
+    from cnnlab.train.numerics import use_channels_last
 
     assert Recipe().channels_last == "auto"
     assert load_recipe(None, ["channels_last=true"]).channels_last == "true"  # a TOML bool, as before

@@ -74,6 +74,8 @@ def test_optimizer_groups_in_the_run_follow_lr_mult(tmp_path):
     run = tmp_path / "run"
     argv = ["train", "resnet20", "--data", TINY4, "--lr-mult", "head=1,stages=0.1,stem=0.01,stage2=0.5"]
     argv += ["--epochs", "1", "--batch-size", "16", "--lr", "0.2", "--set", "schedule=constant", "--out", str(run)]
+    # The generic weight decay rule, not the resnet family default's (1e-4 on every parameter).
+    argv += ["--set", "weight_decay=5e-4", "--set", "decay_norm_and_bias=false"]
     assert main(argv + FAST) == 0
     groups = CheckpointDir(run / "checkpoints").latest().load_state()["optimizer"]["param_groups"]
     want = {"stem": 0.01, "stages.0": 0.1, "stages.1": 0.1, "stages.2": 0.5, "head": 1.0}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import warnings
 from collections.abc import Callable, Sequence
 from functools import cache
@@ -47,23 +48,27 @@ def resolve_model(name: str) -> tuple[nn.Module, tuple[int, ...]]:
 
     `name` is a cnnlab name, or `torchvision:NAME` / `timm:NAME` for those libraries' own models.
     """
+    from cnnlab.errors import UnknownNameError
+
     prefix, _, rest = name.partition(":")
     if rest and prefix == "torchvision":
-        import torchvision
-
+        torchvision = _import_optional("torchvision", name)
         if rest not in torchvision.models.list_models():
-            from cnnlab.errors import UnknownNameError
-
             raise UnknownNameError("torchvision model", rest, torchvision.models.list_models())
         with torch.device("meta"), _SkipInit(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torchvision's init-weights FutureWarnings
             model = torchvision.models.get_model(rest, weights=None)
         return model, (3, 299, 299) if rest == "inception_v3" else (3, 224, 224)
     if rest and prefix == "timm":
-        import timm
-
-        with torch.device("meta"), _SkipInit():
-            model = timm.create_model(rest, pretrained=False)
+        timm = _import_optional("timm", name)
+        # timm.create_model would raise a bare RuntimeError('Unknown model'); hub names (hf-hub:...) are its own.
+        if ":" not in rest and not timm.is_model(rest):
+            raise UnknownNameError("timm model", rest, timm.list_models())
+        try:
+            with torch.device("meta"), _SkipInit():
+                model = timm.create_model(rest, pretrained=False)
+        except RuntimeError as e:  # e.g. a hub name without a network
+            raise CnnlabError(f"{name}: {(str(e).strip().splitlines() or [type(e).__name__])[0]}") from None
         return model, tuple(model.pretrained_cfg.get("input_size", (3, 224, 224)))
     from cnnlab.registry import create_model, get_entry
 
@@ -71,6 +76,13 @@ def resolve_model(name: str) -> tuple[nn.Module, tuple[int, ...]]:
     with torch.device("meta"), _SkipInit():
         model = create_model(name)
     return model, tuple(entry.family.input_size(name, entry.spec))
+
+
+def _import_optional(module: str, name: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise CnnlabError(f"{name} needs {module}, which is not installed (pip install {module})") from None
 
 
 def _meta_like(obj: Any) -> Any:
@@ -133,6 +145,8 @@ def smallest_working_size(twin: nn.Module, size: tuple[int, ...], dtype: torch.d
     # Nets that need one exact size (a Linear after the convs): look nearby, below first.
     for s in (*range(start - 1, max(0, start - 256), -1), *range(start + 1, start + 256)):
         if ok(s):
+            while s < start and s > 1 and ok(s - 1):  # below: the bottom of the working run (LeNet-5: 32-35)
+                s -= 1
             return s
     return None
 
@@ -218,9 +232,9 @@ def _analyze(
         try:
             session = _run(twin, args, kwargs, fast, device_context=True, saved=False)
         except _Failed as f:
-            raise _failure(label, twin, f.session, f.error, input_shape if inputs is None else None, dtype) from (
-                f.error
-            )
+            shape = input_shape if inputs is None else None
+            channels = default_size[0] if isinstance(model_or_name, str) and len(default_size) == 3 else None
+            raise _failure(label, twin, f.session, f.error, shape, dtype, channels) from f.error
     del example
 
     # What autograd saves for backward needs its graph recorded: a second forward (the first one is an inference
@@ -280,15 +294,20 @@ def _failure(
     err: Exception,
     input_shape: tuple[int, ...] | None,
     dtype: torch.dtype,
+    channels: int | None = None,
 ) -> CnnlabError:
+    """The one-line error of a failed forward; `channels` is the model's own input channel count, if known."""
     where = None
     if session.stack:  # the innermost module being called when the error was raised
         rows = _rows(session)
         where = rows[next(i for i, c in enumerate(session.calls) if c is session.stack[-1])]
     layer = f"layer '{where.name or label}' ({where.kind})" if where else "the model's forward"
-    reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    reason = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(".")
     msg = f"{label} fails on input {'x'.join(map(str, input_shape or ()))} at {layer}: {reason}"
-    if input_shape is not None and len(input_shape) >= 3:
+    if input_shape is not None and len(input_shape) == 4 and channels is not None and input_shape[1] != channels:
+        # No size can fix a wrong channel count: say that, rather than search sizes in vain.
+        msg += f"; {label} takes {channels}-channel inputs, e.g. {channels}x{input_shape[2]}x{input_shape[3]}"
+    elif input_shape is not None and len(input_shape) >= 3:
         best = smallest_working_size(twin, input_shape, dtype)
         c = "x".join(map(str, input_shape[1:-2]))
         if best == max(input_shape[-2:]):

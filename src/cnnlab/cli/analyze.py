@@ -13,7 +13,8 @@ HELP = "per-layer table of a model: output shape, memory, params, MACs, receptiv
 def parse_input(text: str, channels: int | None = None) -> tuple[int, ...]:
     """'3x224x224' -> (3, 224, 224); '224x224' and '224' take the model's default channel count."""
     parts = re.split(r"[x,*× ]+", text.strip().lower())
-    if not text.strip() or not all(p.isdigit() for p in parts) or any(int(p) == 0 for p in parts):
+    bad = not all(p.isdigit() for p in parts) or any(int(p) == 0 for p in parts) or len(parts) > 3
+    if not text.strip() or bad:
         raise CnnlabError(f"--input: expected CxHxW of positive integers such as 3x224x224, got '{text}'")
     dims = tuple(int(p) for p in parts)
     if len(dims) == 1:

@@ -17,6 +17,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", type=Path, default=None, help="write the bubble chart to this .png")
 
 
+def check_plot(path: Path, names: list[str]) -> None:
+    """Refuse a --plot that cannot be written, or that would chart nothing (no model has a published top-1)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from cnnlab.registry import model_info
+
+    if not path.parent.resolve().is_dir():
+        raise CnnlabError(f"--plot: directory {path.parent} does not exist")
+    formats = Figure().canvas.get_supported_filetypes()
+    if path.suffix.lstrip(".").lower() not in formats:
+        raise CnnlabError(f"--plot: cannot write '{path.suffix or path.name}' images; use .png, .svg or .pdf")
+    if all(model_info(n).published.top1 is None for n in names):
+        listed = ", ".join(names) if len(names) <= 6 else f"{', '.join(names[:6])} and {len(names) - 6} more"
+        raise CnnlabError(
+            f"--plot: nothing to chart: none of {listed} has a published ImageNet top-1; "
+            "drop --plot, or add a model that has one (e.g. resnet18)"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from cnnlab.analysis.compare import compare, plot_bubbles, to_text
     from cnnlab.cli.analyze import parse_input
@@ -29,9 +51,9 @@ def run(args: argparse.Namespace) -> int:
         if not found:
             raise UnknownNameError("model pattern", pattern, list_models())
         names += [n for n in found if n not in names]
-    if args.plot is not None and not args.plot.parent.resolve().is_dir():
-        raise CnnlabError(f"--plot: directory {args.plot.parent} does not exist")
     size = parse_input(args.input) if args.input is not None else None
+    if args.plot is not None:
+        check_plot(args.plot, names)  # before the analysis: a bad --plot should not cost a minute first
     entries = compare(names, size)
     print(to_text(entries), end="")
     if args.plot is not None:

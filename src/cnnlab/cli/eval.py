@@ -19,14 +19,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--out", help="directory for eval.json and confusion.png (default: the run directory)")
     p.add_argument("--json", action="store_true", help="print the JSON report instead of a table")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (on stderr)")
 
 
 def run(args: argparse.Namespace) -> int:
     from cnnlab.fileio import write_json
     from cnnlab.train.ddp import pick_device
-    from cnnlab.train.evaluate import check_tta, evaluate, plot_confusion
+    from cnnlab.train.evaluate import check_batch_size, check_tta, evaluate, plot_confusion
 
     check_tta(args.tta)  # before any model or data is loaded
+    check_batch_size(args.batch_size)
     report = evaluate(
         [args.checkpoint, *args.ensemble],
         data=args.data,
@@ -34,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         tta=args.tta,
         batch_size=args.batch_size,
         device=pick_device(args.device),
+        progress=not args.no_progress,
     )
     src = Path(args.checkpoint)
     out = Path(args.out) if args.out else (src if src.is_dir() else src.parent)

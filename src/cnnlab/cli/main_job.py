@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import time
 from pathlib import Path
 
@@ -56,6 +57,17 @@ def _threads_for_load() -> int | None:
     return 1 if cores > 1 and load >= cores - 0.5 else None
 
 
+# The training loop's last line, "test: top-1 ..% top-5 ..% (N images)" ("val: ..." without a test split).
+_LOOP_TEST_LINE = re.compile(r"^(test|val): top-1 ")
+
+
+def _print_but_test_line(line: str) -> None:
+    """The loop's log, less its test-accuracy line: the summary below prints the same figures (the same best
+    checkpoint on the same split) with the per-class break-down, and one figure should be printed once."""
+    if not _LOOP_TEST_LINE.match(line):
+        print(line)
+
+
 def run(args: argparse.Namespace) -> int:
     from cnnlab.fileio import write_json
     from cnnlab.train.evaluate import evaluate, plot_confusion
@@ -70,13 +82,13 @@ def run(args: argparse.Namespace) -> int:
     recipe = load_recipe("main", args.overrides, **fields)
     out = Path(args.out) if args.out else default_run_dir(recipe.model)
     print(f"cnnlab main: {recipe.model} on {recipe.data}, {recipe.epochs} epochs (recipe configs/main.toml)")
-    result = train(recipe, out=out)
+    result = train(recipe, out=out, log=_print_but_test_line)
     if result.status != "finished":
         return 130
     run_dir = result.run_dir
     report = evaluate([run_dir], split="test")
     write_json(run_dir / "eval-test.json", report)
-    confusion = plot_confusion(report, run_dir / "confusion.png", title=f"{recipe.model} on shapes (test)")
+    confusion = plot_confusion(report, run_dir / "confusion.png")  # titled with the model, data and TTA
     summary = result.summary
     x_shape = _image_shape(run_dir)
     wall = time.perf_counter() - t0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from cnnlab.registry import list_models, model_info
 
@@ -15,11 +16,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
-def zoo_rows(pattern: str = "*") -> list[dict]:
+def zoo_rows(pattern: str = "*", progress: bool = False) -> list[dict]:
+    """One row per model; `progress` shows a bar on a terminal's stderr while the MACs are counted (the whole
+    zoo takes half a minute on a small CPU), erased before the table is printed."""
     from cnnlab.analysis import total_macs
+    from cnnlab.train.progress import Progress
 
     rows = []
-    for name in list_models(pattern):
+    names = list_models(pattern)
+    bar = Progress(len(names), "counting MACs", enabled=progress)
+    for name in names:
+        bar.update(0)
         info = model_info(name)
         rows.append(
             {
@@ -31,6 +38,7 @@ def zoo_rows(pattern: str = "*") -> list[dict]:
                 "year": info.paper.year,
             }
         )
+    bar.close(clear=True)
     return rows
 
 
@@ -43,7 +51,7 @@ def si(n: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = zoo_rows(args.pattern)
+    rows = zoo_rows(args.pattern, progress=sys.stderr.isatty())  # a log gets no bar, not even its last line
     if not rows:
         from cnnlab.errors import UnknownNameError
 

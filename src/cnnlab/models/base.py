@@ -34,7 +34,10 @@ class ClassifierNet(nn.Module):
 
     Subclasses build `self.stem`, `self.stages` (an nn.Sequential of stages) and `self.head` (a module with a
     `reset(num_classes)` method), set `self.stage_info` (one StageInfo per stage) and `self.min_input_size`
-    (the smallest square input, in pixels, that reaches the head with a non-empty feature map).
+    (the smallest square input, in pixels, that every mode's forward takes, training mode's auxiliary heads
+    included). A model whose auxiliary heads need more than its main path also sets `min_eval_input_size`:
+    the smallest input of an eval-mode forward, where they do not run. `smallest_input(training)` is the one
+    that applies.
     """
 
     stem: nn.Module
@@ -42,15 +45,31 @@ class ClassifierNet(nn.Module):
     head: nn.Module
     stage_info: tuple[StageInfo, ...]
     min_input_size: int
+    min_eval_input_size: int | None = None  # None: the same as min_input_size
     model_name: str = ""
+
+    def smallest_input(self, training: bool) -> int:
+        """The smallest square input (pixels) of a forward in training (True) or eval (False) mode."""
+        if training or self.min_eval_input_size is None:
+            return self.min_input_size
+        return min(self.min_eval_input_size, self.min_input_size)  # eval never needs more than training
 
     def check_input(self, x: torch.Tensor) -> None:
         h, w = x.shape[-2], x.shape[-1]
-        if min(h, w) < self.min_input_size:
-            name = self.model_name or type(self).__name__
-            raise ValueError(
-                f"{name} needs an input of at least {self.min_input_size}x{self.min_input_size} pixels, got {h}x{w}"
+        need = self.smallest_input(self.training)
+        if min(h, w) >= need:
+            return
+        name = self.model_name or type(self).__name__
+        msg = f"{name} needs an input of at least {need}x{need} pixels"
+        relaxed = self.smallest_input(training=False)
+        if relaxed < need:  # only auxiliary heads make the two differ: say what lifts the limit
+            msg += (
+                f" in training mode, where its auxiliary heads run, got {h}x{w}; "
+                f"aux_logits=False (or eval mode) allows {relaxed}x{relaxed}"
             )
+        else:
+            msg += f", got {h}x{w}"
+        raise ValueError(msg)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's feature map (before the head's pooling)."""

@@ -168,6 +168,7 @@ class GoogLeNet(AuxClassifierNet):
         # a 5x5 map at 4a: 79 px; torchvision's adaptive aux pool takes any map.
         main_min = {2: 15, 3: 31}[spec.last_pool_kernel]
         self.min_input_size = 79 if spec.aux_logits and spec.aux_pool == "paper" else main_min
+        self.min_eval_input_size = main_min  # the auxiliary heads run only in training
 
 
 def _tv_keys() -> tuple[tuple[str, str], ...]:

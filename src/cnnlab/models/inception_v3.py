@@ -106,9 +106,11 @@ class InceptionV3(AuxClassifierNet):
             self.aux_heads["aux1"] = InceptionV3Aux(tap_ch, num_classes, conv)
             self.aux_taps["aux1"] = tap
         # The main path reaches the head from 75 px (torchvision's min_size). The aux head's 5x5/3 pool and
-        # unpadded 5x5 conv need the 17x17 map of a 299 px input, so with it (training runs it) 299 is the
-        # honest minimum; aux_logits=False gives 75. Both checked by a raw forward in test_inception.py.
+        # unpadded 5x5 conv need the 17x17 map of a 299 px input, so a training-mode forward (which runs it)
+        # needs 299; eval mode (no aux head) and aux_logits=False take 75. All found by raw forwards of every
+        # size on meta, and checked so in test_inception.py and tests/test_first_contact_cli.py.
         self.min_input_size = 299 if spec.aux_logits else 75
+        self.min_eval_input_size = 75
 
 
 TV_KEYS = (

@@ -80,14 +80,35 @@ def tta_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
     return out
 
 
+def check_batch_size(batch_size: int) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise CnnlabError(f"--batch-size must be a positive integer, got {batch_size!r}")
+    return batch_size
+
+
 @torch.no_grad()
 def predict_proba(
-    model: nn.Module, x: torch.Tensor, tta: str = "none", batch_size: int = 256, name: str = "model"
+    model: nn.Module,
+    x: torch.Tensor,
+    tta: str = "none",
+    batch_size: int = 256,
+    name: str = "model",
+    progress: bool = False,
+    desc: str = "",
 ) -> torch.Tensor:
-    """Softmax probabilities (N, classes), averaged over the TTA views; x is normalized float (N, C, H, W)."""
+    """Softmax probabilities (N, classes), averaged over the TTA views; x is normalized float (N, C, H, W).
+
+    `progress` draws a bar on stderr (one line at the end when stderr is not a terminal), labelled `desc`
+    (default: "eval NAME (TTA MODE)").
+    """
+    from cnnlab.train.progress import Progress
+
+    check_batch_size(batch_size)
     device = next(model.parameters()).device
     model.eval()
     out = []
+    desc = desc or f"eval {name}" + ("" if tta == "none" else f" (TTA {tta})")
+    bar = Progress(-(-len(x) // batch_size), desc, progress)
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size].to(device)
         p = 0
@@ -106,7 +127,9 @@ def predict_proba(
                 logits = logits.logits
             p = p + logits.float().softmax(1)
         out.append((p / len(vs)).cpu())
-    return torch.cat(out)
+        bar.update(len(xb))
+    bar.close()
+    return torch.cat(out) if out else torch.zeros(0, 0)
 
 
 def normalize(x_u8: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
@@ -144,11 +167,16 @@ def evaluate(
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     limit: int | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate one checkpoint, or the softmax average of several (any architectures, any input sizes)."""
+    """Evaluate one checkpoint, or the softmax average of several (any architectures, any input sizes).
+
+    `progress` shows one progress bar per model on stderr (see predict_proba).
+    """
     from cnnlab.data.dataset import load
 
     check_tta(tta)
+    check_batch_size(batch_size)
     if not checkpoints:
         raise CnnlabError("nothing to evaluate: give a run directory or checkpoint")
     loaded = [load_checkpoint(c, device) for c in checkpoints]
@@ -158,7 +186,7 @@ def evaluate(
     classes = list(loaded[0].meta.get("classes") or [])
     members, prob_sum, y_ref = [], None, None
     cache: dict[int | None, Any] = {}
-    for m in loaded:
+    for k, m in enumerate(loaded, start=1):
         size = m.meta.get("image_size") or None
         if size not in cache:
             cache[size] = load(spec, split=split, size=size)
@@ -172,21 +200,16 @@ def evaluate(
             )
         trained_on = list(m.meta.get("classes") or [])
         if trained_on and list(ds.classes) != trained_on:
-            now = list(ds.classes)
-            i = next((i for i, (a, b) in enumerate(zip(trained_on, now)) if a != b), min(len(now), len(trained_on)))
-            got = now[i] if i < len(now) else "nothing"
-            want = trained_on[i] if i < len(trained_on) else "nothing"
-            raise CnnlabError(
-                f"{m.path.name} was trained with class {i} = '{want}' but {spec} has '{got}' there; "
-                "the data (or its version) differs from the training data"
-            )
+            raise CnnlabError(class_mismatch(m.path.name, trained_on, list(ds.classes), str(spec)))
         if y_ref is not None and not torch.equal(y, y_ref):
             raise CnnlabError("ensemble members see different label orders; use the same --data for all")
         y_ref = y
         if m.meta.get("num_classes") != loaded[0].meta.get("num_classes"):
             raise CnnlabError("ensemble members predict different numbers of classes")
+        which = f" {k}/{len(loaded)}" if len(loaded) > 1 else ""  # the member of an ensemble that is running
+        desc = f"eval{which} {m.meta['model']}" + ("" if tta == "none" else f" (TTA {tta})")
         prob = predict_proba(
-            m.model, normalize(x, m.meta["mean"], m.meta["std"]), tta, batch_size, name=m.meta["model"]
+            m.model, normalize(x, m.meta["mean"], m.meta["std"]), tta, batch_size, m.meta["model"], progress, desc
         )
         member = metrics(prob, y, classes)
         members.append({"checkpoint": str(m.path), "model": m.meta["model"], "top1": member["top1"],
@@ -197,7 +220,47 @@ def evaluate(
     return report
 
 
+def class_mismatch(checkpoint: str, trained_on: list[str], now: list[str], spec: str) -> str:
+    """Why a checkpoint's classes and a dataset's do not line up, in plain words (one line)."""
+
+    def few(names: list[str]) -> str:
+        shown = ", ".join(f"'{n}'" for n in names[:4])
+        return shown + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+
+    if len(trained_on) != len(now):
+        extra = [c for c in now if c not in trained_on]
+        missing = [c for c in trained_on if c not in now]
+        detail = "; ".join(
+            ([f"only in the data: {few(extra)}"] if extra else [])
+            + ([f"only in the checkpoint: {few(missing)}"] if missing else [])
+        )
+        return f"the checkpoint {checkpoint} has {len(trained_on)} classes but the data {spec} has {len(now)}" + (
+            f" ({detail})" if detail else ""
+        )
+    i = next(i for i, (a, b) in enumerate(zip(trained_on, now)) if a != b)
+    how = "in a different order" if sorted(trained_on) == sorted(now) else "with different names"
+    return (
+        f"the checkpoint {checkpoint} and the data {spec} have {len(now)} classes each but {how}: class {i} is "
+        f"'{trained_on[i]}' in the checkpoint and '{now[i]}' in the data; the data differs from the training data"
+    )
+
+
+def confusion_title(report: dict[str, Any], title: str = "") -> str:
+    """Two lines: what was evaluated (the model, or the ensemble's members) and on what, with which TTA."""
+    models = [m["model"] for m in report.get("members", [])]
+    if not title:
+        names = ", ".join(models[:3]) + (f" and {len(models) - 3} more" if len(models) > 3 else "")
+        title = models[0] if len(models) == 1 else f"ensemble of {len(models)}: {names}"
+    data = str(report.get("data", "?"))
+    if len(data) > 44:  # a long folder path would run off the figure: keep both ends
+        data = data[:18] + "..." + data[-23:]
+    split = report.get("split", "test")
+    return f"{title}: top-1 {100 * report['top1']:.2f}%\n{data} [{split}], TTA {report.get('tta', 'none')}"
+
+
 def plot_confusion(report: dict[str, Any], path: str | Path, title: str = "") -> Path:
+    """The confusion matrix (row-normalized colours, counts in the cells); the title names the model (or
+    `title`), the data, the split and the TTA mode."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -209,7 +272,8 @@ def plot_confusion(report: dict[str, Any], path: str | Path, title: str = "") ->
     norm = cm / cm.sum(1, keepdim=True).clamp(min=1)
     classes = report.get("classes") or [str(i) for i in range(len(cm))]
     n = len(cm)
-    fig, ax = plt.subplots(figsize=(max(4, 0.45 * n + 2), max(3.5, 0.45 * n + 1.5)))
+    # 5.5 inches at least: the two title lines (model; data, split, TTA) fit above a 2-class matrix
+    fig, ax = plt.subplots(figsize=(max(5.5, 0.45 * n + 2), max(3.5, 0.45 * n + 1.5)))
     im = ax.imshow(norm.numpy(), cmap="Blues", vmin=0, vmax=1)
     if n <= 30:
         ax.set_xticks(range(n), classes, rotation=60, ha="right", fontsize=8)
@@ -221,10 +285,10 @@ def plot_confusion(report: dict[str, Any], path: str | Path, title: str = "") ->
                             color="white" if norm[i, j] > 0.5 else "black")  # fmt: skip
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title or f"top-1 {100 * report['top1']:.2f}%")
+    ax.set_title(confusion_title(report, title), fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")  # a long title widens, not clips
     plt.close(fig)
     return Path(path)

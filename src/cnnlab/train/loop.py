@@ -1,10 +1,14 @@
-"""The training loop: one function, `train`, that starts or resumes a run and leaves a complete run directory.
+"""The training loop: `train` starts or resumes a run and leaves a complete run directory.
 
 Exact resume rests on three facts: the data order and augmentation of an epoch are a pure function of
 (seed, epoch), so a resumed epoch replays the batches it already consumed without training on them; every other
-source of randomness (torch, numpy, python RNGs) is saved in the checkpoint at a step boundary; and the learning
-rate is a pure function of the step. On the CPU with the same thread count, a run killed at any moment and
-resumed therefore ends with bit-identical weights.
+source of randomness (torch, numpy, python RNGs) is saved in the checkpoint at a step boundary (state.py); and
+the learning rate is a pure function of the step. On the CPU with the same thread count, a run killed at any
+moment and resumed therefore ends with bit-identical weights.
+
+The shape of it: `train` claims the run directory; `_setup` reads the data, builds the model and the
+TrainState (or restores it from the newest good checkpoint); `_fit` runs epochs of `_step`s, saving as it goes;
+`_finish` tests the best checkpoint. Numerics, seeding, signals and the state object live in their own modules.
 """
 
 from __future__ import annotations
@@ -12,26 +16,21 @@ from __future__ import annotations
 import contextlib
 import errno
 import math
-import random
-import signal
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.machine import cpu_has_native_bf16
-from cnnlab.models.base import AuxOutputs
-from cnnlab.train import ddp
+from cnnlab.train import ddp, signals
 from cnnlab.train.checkpoint import CheckpointDir
 from cnnlab.train.data_adapter import DataBundle, data_path_missing, open_data, resolve_data_spec
+from cnnlab.train.numerics import autocast, check_precision, logits_of, loss_fn, to_device, unwrap, use_channels_last
 from cnnlab.train.optim import EMA, LRSchedule, build_optimizer
 from cnnlab.train.progress import Progress
 from cnnlab.train.recipe import Recipe
@@ -45,6 +44,11 @@ from cnnlab.train.rundir import (
     write_metrics,
     write_start,
 )
+from cnnlab.train.seeding import seed_everything
+from cnnlab.train.setup import build_model, check_input_size, fit_input_size, model_meta
+from cnnlab.train.state import TrainState, fresh_accum
+
+__all__ = ["NonFiniteLossError", "Result", "evaluate_loader", "train"]
 
 
 class NonFiniteLossError(CnnlabError):
@@ -57,110 +61,6 @@ class Result:
     status: str  # "finished" | "interrupted"
     summary: dict[str, Any] = field(default_factory=dict)
     signal: int | None = None  # what stopped an interrupted run (None: a peer process stopped it)
-
-
-# -- numerics -----------------------------------------------------------------------------------------------
-
-
-def check_precision(precision: str, device: torch.device) -> None:
-    if precision == "bf16":
-        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise CnnlabError("precision bf16: this GPU has no bf16 support; use precision=fp16 or fp32")
-        if device.type == "cpu" and not cpu_has_native_bf16():
-            raise CnnlabError(
-                "precision bf16: this CPU has no native bf16 instructions (avx512_bf16/amx_bf16), so bf16 "
-                "would be emulated and slower than fp32; use --set precision=fp32"
-            )
-
-
-def autocast(precision: str, device: torch.device):
-    if precision == "fp32":
-        return nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def use_channels_last(recipe: Recipe, device: torch.device) -> bool:
-    """Resolve the recipe's channels_last ("auto" | "true" | "false") for this device and precision."""
-    if recipe.channels_last == "auto":
-        return device.type == "cpu" or (device.type == "cuda" and recipe.precision != "fp32")
-    return recipe.channels_last == "true"
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    model = getattr(model, "_orig_mod", model)  # torch.compile
-    return getattr(model, "module", model)  # DDP
-
-
-def loss_fn(out: Any, y: torch.Tensor, recipe: Recipe) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss, logits): cross-entropy, plus `aux_weight` x each auxiliary head's (Szegedy et al. 2014 Sec. 5)."""
-    if isinstance(out, AuxOutputs):
-        logits = out.logits
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
-        for aux in out.aux:
-            loss = loss + recipe.aux_weight * F.cross_entropy(aux.float(), y, label_smoothing=recipe.label_smoothing)
-        return loss, logits
-    return F.cross_entropy(out.float(), y, label_smoothing=recipe.label_smoothing), out
-
-
-# -- state --------------------------------------------------------------------------------------------------
-
-
-def rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "gauss": float(np_state[4]),
-        },
-        "python": list(random.getstate()[1]),
-        "python_gauss": random.getstate()[2],
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    random.setstate((3, tuple(state["python"]), state["python_gauss"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-class _StopRequest:
-    """SIGTERM / Ctrl-C set a flag; the loop saves at the next step boundary and returns."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopRequest:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            # Outside the main thread handlers cannot be installed: no graceful stop there.
-            with contextlib.suppress(ValueError):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C means now
-        self.signal = signum
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 # -- evaluation during training -----------------------------------------------------------------------------
@@ -176,13 +76,9 @@ def evaluate_loader(
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top1, topk, n
     channels_last = use_channels_last(recipe, device)
     for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x, y = to_device(x, y, device, channels_last)
         with autocast(recipe.precision, device):
-            out = model(x)
-        logits = out.logits if isinstance(out, AuxOutputs) else out
-        logits = logits.float()
+            logits = logits_of(model(x)).float()
         k = min(topk, logits.shape[1])
         top = logits.topk(k, dim=1).indices
         sums[0] += F.cross_entropy(logits, y, reduction="sum").double()
@@ -197,81 +93,6 @@ def evaluate_loader(
 
 
 # -- the run ------------------------------------------------------------------------------------------------
-
-
-def build_model(recipe: Recipe, data: DataBundle, model: nn.Module | None = None, check_size: bool = True) -> nn.Module:
-    if model is None:
-        from cnnlab.registry import create_model
-
-        if not recipe.model:
-            raise CnnlabError("no model given: name one (cnnlab train MODEL ...) or set `model` in the recipe")
-        model = create_model(recipe.model, num_classes=len(data.classes), in_chans=data.in_chans)
-    if check_size:
-        check_input_size(data, model)
-    if recipe.dropout >= 0:
-        for m in model.modules():
-            if isinstance(m, nn.Dropout):
-                m.p = recipe.dropout
-    return model
-
-
-def _model_name(model: nn.Module) -> str:
-    return getattr(model, "model_name", "") or type(model).__name__
-
-
-def check_input_size(data: DataBundle, model: nn.Module) -> None:
-    min_size = getattr(model, "min_input_size", 1)
-    if data.image_size < min_size:
-        raise CnnlabError(
-            f"input {data.image_size}x{data.image_size} is too small for {_model_name(model)}, which needs at least "
-            f"{min_size}x{min_size}; set image_size (e.g. --set image_size={min_size}) or pick another model"
-        )
-
-
-def fit_input_size(recipe: Recipe, data: DataBundle, model: nn.Module, log: Callable[[str], None]) -> Recipe:
-    """The recipe, with image_size raised to the model's minimum when the data's own size is below it.
-
-    LeNet-5 takes 32x32 and MNIST is 28x28 (LeCun et al. 1998 pad the digits to 32); a model is rather trained
-    on upsampled images than refused. An image_size the user set is kept (and refused if too small), and
-    `strict_size` keeps the refusal. Either way the resolution a model is trained at is said once.
-    """
-    min_size = getattr(model, "min_input_size", 1)
-    name = _model_name(model)
-    if data.image_size < min_size and not recipe.image_size and not recipe.strict_size:
-        # DEVIATION (LeNet-5 on MNIST): resized (antialiased bilinear) to 32, where the paper pads 28 -> 32.
-        log(
-            f"{data.spec} is {data.image_size}x{data.image_size}, below {name}'s minimum input: resized to "
-            f"{min_size}x{min_size} (--set image_size=N chooses another size, --strict-size refuses instead)"
-        )
-        return recipe.replace(image_size=min_size)
-    native = _paper_input(model)
-    if native and data.image_size != native and data.image_size >= min_size:
-        log(f"training {name} at {data.image_size}x{data.image_size} (its paper's input is {native}x{native})")
-    return recipe
-
-
-def _paper_input(model: nn.Module) -> int | None:
-    from cnnlab.registry import get_entry
-
-    try:
-        entry = get_entry(getattr(model, "model_name", ""))
-    except (KeyError, CnnlabError):
-        return None  # a custom model: no declared input
-    return int(entry.family.input_size(entry.name, entry.spec)[-1])
-
-
-def model_meta(recipe: Recipe, data: DataBundle, model: nn.Module) -> dict[str, Any]:
-    """What a weights file needs to be usable alone (eval, predict): architecture, classes, preprocessing."""
-    return {
-        "model": getattr(model, "model_name", "") or recipe.model,
-        "num_classes": len(data.classes),
-        "in_chans": data.in_chans,
-        "image_size": data.image_size,
-        "classes": list(data.classes),
-        "mean": [float(v) for v in data.mean],
-        "std": [float(v) for v in data.std],
-        "data": data.spec,
-    }
 
 
 def train(
@@ -358,6 +179,34 @@ def _claim(run: Path, resuming: bool, d: ddp.Dist):  # noqa: ANN202
         lock.__exit__()
 
 
+@dataclass
+class _Run:
+    """What the steps of one run read and never change: the recipe, data, process group, plan and files."""
+
+    recipe: Recipe
+    run: Path
+    data: DataBundle
+    d: ddp.Dist
+    log: Callable[[str], None]
+    ckpts: CheckpointDir
+    meta: dict[str, Any]
+    steps_per_epoch: int
+    total_steps: int
+    epochs: int
+    channels_last: bool
+    set_train_mode: Callable[[nn.Module], None]
+    epoch_start: Callable[[nn.Module, int], None] | None
+    wrapper: _Wrapper
+
+    @property
+    def dev(self) -> torch.device:
+        return self.d.device
+
+    def save(self, s: TrainState, stop: str = "") -> None:
+        if self.d.is_main:
+            s.save(self.ckpts, self.meta, self.recipe.seed, self.recipe.keep_last, stop)
+
+
 def _train(
     recipe: Recipe,
     run: Path,
@@ -367,27 +216,49 @@ def _train(
     log: Callable[[str], None],
     hooks: dict[str, Any],
 ) -> Result:
-    resume = run if resuming else None
-    if resuming:
-        given = recipe
-        recipe, run_info = read_run(run)
-        # Display only, or where the data lives now (its content is checked below): cannot change the numbers.
-        recipe = recipe.replace(progress=given.progress, data=given.data or recipe.data)
-        if data_path_missing(recipe.data):
-            raise CnnlabError(
-                f"the run's data {recipe.data} is not there (moved?); point to it with: "
-                f"cnnlab train --resume {run} --data SPEC"
-            )
-    else:
-        recipe = recipe.replace(data=resolve_data_spec(recipe.data))  # so eval and --resume work from any cwd
-        run_info = None
+    r, s = _setup(recipe, run, resuming, model, d, log, hooks)
+    status, sig = _fit(r, s)
+    if d.is_main and r.recipe.plots:
+        plot_curves(run, s.history, title=f"{r.meta['model']} on {r.data.spec}")
+    if status == "interrupted":
+        return Result(run, status, signal=sig)
+    summary = _finish(run, r.recipe, r.data, s.model, s.ema, r.ckpts, s.history, s.train_seconds, d, log)
+    return Result(run, status, summary)
+
+
+def _run_recipe(recipe: Recipe, run: Path, resuming: bool) -> tuple[Recipe, dict[str, Any] | None]:
+    """A new run's recipe (data path made absolute), or a resumed run's own (with the data where it is now)."""
+    if not resuming:
+        return recipe.replace(data=resolve_data_spec(recipe.data)), None  # eval and --resume work from any cwd
+    given = recipe
+    recipe, run_info = read_run(run)
+    # Display only, or where the data lives now (its content is checked): cannot change the run's numbers.
+    recipe = recipe.replace(progress=given.progress, data=given.data or recipe.data)
+    if data_path_missing(recipe.data):
+        raise CnnlabError(
+            f"the run's data {recipe.data} is not there (moved?); point to it with: "
+            f"cnnlab train --resume {run} --data SPEC"
+        )
+    return recipe, run_info
+
+
+def _setup(
+    recipe: Recipe,
+    run: Path,
+    resuming: bool,
+    model: nn.Module | None,
+    d: ddp.Dist,
+    log: Callable[[str], None],
+    hooks: dict[str, Any],
+) -> tuple[_Run, TrainState]:
+    """Data, model, optimizer and the rest of the TrainState; a resumed run's from its newest good checkpoint."""
+    recipe, run_info = _run_recipe(recipe, run, resuming)
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
     dev = d.device
     check_precision(recipe.precision, dev)
     if recipe.batch_size % d.world_size:
         raise CnnlabError(f"batch_size {recipe.batch_size} is not divisible by the {d.world_size} processes")
-
     seed_everything(recipe.seed)
     data = open_data(recipe, rank=d.rank, world_size=d.world_size, device=dev)
     if run_info is not None and list(run_info.get("classes", data.classes)) != list(data.classes):
@@ -411,230 +282,209 @@ def _train(
     if steps_per_epoch == 0:
         raise CnnlabError(f"the training set has fewer images than one batch ({recipe.batch_size})")
     total_steps = recipe.iterations or recipe.epochs * steps_per_epoch
-    epochs = math.ceil(total_steps / steps_per_epoch)
-    set_train_mode: Callable[[nn.Module], None] = hooks["train_mode"] or (lambda m: m.train())
     groups = hooks["param_groups"](model) if hooks["param_groups"] else None
-    optimizer = build_optimizer(model, recipe, hooks["lr_mults"], groups=groups)
-    schedule = LRSchedule(recipe, steps_per_epoch, total_steps)
-    scaler = torch.amp.GradScaler(dev.type, enabled=recipe.precision == "fp16")
-    ema = EMA(model, recipe.ema_decay) if recipe.ema_decay > 0 else None
-    ckpts = CheckpointDir(run / "checkpoints", log=log)
-
-    # Progress so far; a resumed run reads it from the newest good checkpoint.
-    epoch, step, step_in_epoch = 0, 0, 0
-    history: list[dict[str, Any]] = []
-    best_acc = -1.0
-    train_seconds = 0.0
-    acc_state = {"loss": 0.0, "correct": 0.0, "seen": 0.0}
-    nonfinite_run = 0
-
-    if resume is None:
+    s = TrainState(
+        model=model,
+        optimizer=build_optimizer(model, recipe, hooks["lr_mults"], groups=groups),
+        schedule=LRSchedule(recipe, steps_per_epoch, total_steps),
+        scaler=torch.amp.GradScaler(dev.type, enabled=recipe.precision == "fp16"),
+        ema=EMA(model, recipe.ema_decay) if recipe.ema_decay > 0 else None,
+    )
+    r = _Run(
+        recipe=recipe,
+        run=run,
+        data=data,
+        d=d,
+        log=log,
+        ckpts=CheckpointDir(run / "checkpoints", log=log),
+        meta=meta,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        epochs=math.ceil(total_steps / steps_per_epoch),
+        channels_last=channels_last,
+        set_train_mode=hooks["train_mode"] or (lambda m: m.train()),
+        epoch_start=hooks["epoch_start"],
+        wrapper=_Wrapper(model, d, recipe.compile),
+    )
+    if not resuming:
         if d.is_main:
             run_info = {"model": meta["model"], "data": data.spec, **{k: meta[k] for k in meta if k != "model"}}
             write_start(run, recipe, run_info, environment(dev, d.world_size))
         log(f"run directory: {run}")
+    elif (ck := r.ckpts.latest()) is None:
+        log(f"resume: no usable checkpoint in {run}; starting from the beginning")
     else:
-        ck = ckpts.latest()
-        if ck is None:
-            log(f"resume: no usable checkpoint in {run}; starting from the beginning")
-        else:
-            weights, _ = ck.load_weights()
-            unwrap(model).load_state_dict(weights)
-            st = ck.load_state()
-            optimizer.load_state_dict(st["optimizer"])
-            schedule.load_state_dict(st["schedule"])
-            if st.get("scaler"):
-                scaler.load_state_dict(st["scaler"])
-            if ema is not None and st.get("ema") is not None:
-                ema.load_state_dict(st["ema"])
-            epoch, step, step_in_epoch = int(st["epoch"]), int(st["step"]), int(st["step_in_epoch"])
-            history = list(st["history"])
-            best_acc = float(st["best_acc"])
-            train_seconds = float(st["train_seconds"])
-            acc_state = dict(st["accum"])
-            nonfinite_run = int(st.get("nonfinite_run", 0))
-            if st.get("threads") and not recipe.threads:
-                torch.set_num_threads(int(st["threads"]))  # bit-exactness needs the same thread count
-            set_rng_state(st["rng"])
-            if d.rank > 0:  # only rank 0's RNG is saved; other ranks continue from a derived seed
-                torch.manual_seed(recipe.seed * 1_000_003 + d.rank * 7919 + step)
-            log(f"resumed {run} from {ck.manifest.name}: epoch {epoch + 1}, step {step}")
+        s.restore(ck, recipe.seed, d.rank, recipe.threads)
+        log(f"resumed {run} from {ck.manifest.name}: epoch {s.epoch + 1}, step {s.step}")
+    return r, s
 
-    wrapper = _Wrapper(model, d, recipe.compile)
 
-    def save(stop_reason: str = "") -> None:
-        if not d.is_main:
-            return
-        state = {
-            "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(),
-            "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-            "ema": ema.state_dict() if ema is not None else None,
-            "rng": rng_state(),
-            "epoch": epoch,
-            "step": step,
-            "step_in_epoch": step_in_epoch,
-            "history": history,
-            "best_acc": best_acc,
-            "train_seconds": train_seconds,
-            "accum": acc_state,
-            "nonfinite_run": nonfinite_run,
-            "threads": torch.get_num_threads(),
-            # The data order is a pure function of these, recorded so the run directory says so.
-            "data_order": {"seed": recipe.seed, "epoch": epoch, "batches_consumed": step_in_epoch},
-        }
-        ckpts.save(
-            step,
-            epoch,
-            unwrap(model).state_dict(),
-            state,
-            meta,
-            info={"stop": stop_reason} if stop_reason else None,
-            keep_last=recipe.keep_last,
-        )
-
-    status, stop_signal = "finished", None
-    t_run, step_run0 = time.perf_counter(), step  # this process's pace, for the whole run's ETA
-    set_train_mode(model)
-    with _StopRequest() as stop:
-        while epoch < epochs and step < total_steps:
-            if hooks["epoch_start"] is not None:
-                hooks["epoch_start"](model, epoch)  # may unfreeze parts (also at a resumed epoch)
-            train_model = wrapper.current()
-            data.train.set_epoch(epoch)
-            n_batches = min(steps_per_epoch, total_steps - (step - step_in_epoch))
-            bar = Progress(n_batches, f"epoch {epoch + 1}/{epochs}", recipe.progress and d.is_main, start=step_in_epoch)
-            t_epoch = time.perf_counter()
-            loss_t = torch.zeros((), dtype=torch.float64, device=dev)
-            correct_t = torch.zeros((), dtype=torch.float64, device=dev)
-            seen_t = torch.zeros((), dtype=torch.float64, device=dev)
-            stopped = False
-            for x, y in data.train.iter_from(step_in_epoch):
-                if step >= total_steps:
-                    break
-                x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-                if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                schedule.apply(optimizer, step)
-                with autocast(recipe.precision, dev):
-                    out = train_model(x)
-                loss, logits = loss_fn(out, y, recipe)
-                finite = bool(torch.isfinite(loss))
-                nonfinite, stop_now = ddp.any_flag(d, not finite, stop.signal is not None)
-                optimizer.zero_grad(set_to_none=True)
-                if nonfinite:
-                    nonfinite_run += 1
-                    log(f"warning: non-finite loss at step {step} ({nonfinite_run} in a row); step skipped")
-                    if nonfinite_run >= recipe.max_nonfinite:
-                        raise NonFiniteLossError(_nonfinite_message(nonfinite_run, epoch, step, recipe, ckpts))
-                else:
-                    nonfinite_run = 0
-                    scaler.scale(loss).backward()
-                    grad_ok = True
-                    if recipe.grad_clip > 0 or not scaler.is_enabled():
-                        scaler.unscale_(optimizer)
-                        # The norm doubles as the finiteness check outside fp16 (where the scaler does it):
-                        # a step with inf/NaN gradients would write non-finite weights.
-                        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip or math.inf)
-                        # Under DDP the gradients are already all-reduced, so every rank agrees.
-                        grad_ok = scaler.is_enabled() or bool(torch.isfinite(norm))
-                    if grad_ok:
-                        scaler.step(optimizer)  # fp16: skipped (and the scale lowered) when gradients overflowed
-                        scaler.update()
-                        if ema is not None:
-                            ema.update(model)
-                    else:
-                        log(f"warning: non-finite gradient at step {step}; step skipped")
-                    with torch.no_grad():
-                        loss_t += loss.detach().double() * y.numel()
-                        correct_t += (logits.argmax(1) == y).sum()
-                        seen_t += y.numel()
-                step += 1
-                step_in_epoch += 1
-                bar.update(
-                    x.shape[0] * d.world_size,
-                    float(loss_t / seen_t.clamp(min=1)) if bar.tty else None,
-                    float(correct_t / seen_t.clamp(min=1)) if bar.tty else None,
-                )
-                if stop_now:
-                    stopped = True
-                    break
-                if recipe.checkpoint_every and step % recipe.checkpoint_every == 0 and step_in_epoch < n_batches:
-                    train_seconds += time.perf_counter() - t_epoch
-                    t_epoch = time.perf_counter()
-                    acc_state = _merge(acc_state, loss_t, correct_t, seen_t)
-                    loss_t.zero_(), correct_t.zero_(), seen_t.zero_()
-                    save()
-            train_seconds += time.perf_counter() - t_epoch
-            acc_state = _merge(acc_state, loss_t, correct_t, seen_t)
+def _fit(r: _Run, s: TrainState) -> tuple[str, int | None]:
+    """Epochs until the run's length; ("interrupted", signal) when SIGTERM/SIGINT or a peer stopped it."""
+    t_run, step_run0 = time.perf_counter(), s.step  # this process's pace, for the whole run's ETA
+    r.set_train_mode(s.model)
+    with signals.StopRequest() as stop:
+        while s.epoch < r.epochs and s.step < r.total_steps:
+            stopped, bar = _epoch(r, s, stop)
             if stopped:
-                save(stop_reason=signal.Signals(stop.signal or signal.SIGTERM).name if stop.signal else "peer")
+                r.save(s, stop=signals.name(stop.signal) if stop.signal else "peer")
                 bar.close()
-                sig = stop.signal
-                log(
-                    f"stopped by {signal.Signals(sig).name if sig else 'a peer process'} at step {step}; "
-                    f"continue with: cnnlab train --resume {run}"
+                r.log(
+                    f"stopped by {signals.name(stop.signal)} at step {s.step}; "
+                    f"continue with: cnnlab train --resume {r.run}"
                 )
-                status, stop_signal = "interrupted", sig
-                break
-            # -- epoch end
-            tot = ddp.sum_tensor(
-                d,
-                torch.tensor(
-                    [acc_state["loss"], acc_state["correct"], acc_state["seen"]], dtype=torch.float64, device=dev
-                ),
-            )
-            seen = max(1.0, float(tot[2]))
-            row: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "step": step,
-                "lr": schedule.r.lr * schedule.factor(max(0, step - 1)),
-                "train_loss": float(tot[0]) / seen,
-                "train_acc": float(tot[1]) / seen,
-                "val_loss": None,
-                "val_acc": None,
-            }
-            rate = bar.close(row["train_loss"], row["train_acc"])
-            eval_model = model
-            if ema is not None:
-                eval_model = _ema_model(model, ema)
-            if data.val is not None:
-                v = evaluate_loader(eval_model, data.val, recipe, dev, d)
-                row["val_loss"], row["val_acc"] = v["loss"], v["top1"]
-                set_train_mode(model)
-            row["seconds"] = round(train_seconds, 3)
-            row["img_per_s"] = round(rate, 1)
-            history.append(row)
-            schedule.epoch_end(row["val_acc"])
-            metric = row["val_acc"] if row["val_acc"] is not None else row["train_acc"]
-            improved = metric > best_acc
-            if improved:
-                best_acc = metric
-            log(
-                f"epoch {epoch + 1}/{epochs}: loss {row['train_loss']:.4f}  train acc {100 * row['train_acc']:.2f}%"
-                + (f"  val acc {100 * row['val_acc']:.2f}%" if row["val_acc"] is not None else "")
-                + f"  lr {row['lr']:.3g}  {rate:,.0f} img/s"
-                + _run_eta(time.perf_counter() - t_run, step - step_run0, total_steps - step)
-            )
-            epoch += 1
-            step_in_epoch = 0
-            acc_state = {"loss": 0.0, "correct": 0.0, "seen": 0.0}
-            if d.is_main:
-                # Metrics first: the smallest file, so a disk that fills up during the checkpoint keeps the epoch's
-                # row (a resume from the previous checkpoint recomputes the same row). The plot waits for the end:
-                # drawing it costs more than a small epoch.
-                write_metrics(run, history)
-                if improved:
-                    ckpts.save_best(step, epoch, unwrap(eval_model).state_dict(), meta, {"val_acc": metric})
-                save()
+                return "interrupted", stop.signal
+            _epoch_end(r, s, bar, time.perf_counter() - t_run, s.step - step_run0)
+    return "finished", None
 
-    if d.is_main and recipe.plots:
-        plot_curves(run, history, title=f"{meta['model']} on {data.spec}")
-    if status == "interrupted":
-        return Result(run, status, signal=stop_signal)
 
-    summary = _finish(run, recipe, data, model, ema, ckpts, history, train_seconds, steps_per_epoch, d, log)
-    return Result(run, status, summary)
+class _Meter:
+    """The training loss and accuracy of the steps since the last flush, kept on the device (no sync per step)."""
+
+    def __init__(self, dev: torch.device) -> None:
+        self.sums = torch.zeros(3, dtype=torch.float64, device=dev)  # loss x images, correct, images
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.sums[0] += loss.detach().double() * y.numel()
+            self.sums[1] += (logits.argmax(1) == y).sum()
+            self.sums[2] += y.numel()
+
+    def means(self) -> tuple[float, float]:
+        seen = self.sums[2].clamp(min=1)
+        return float(self.sums[0] / seen), float(self.sums[1] / seen)
+
+    def flush(self, accum: dict[str, float]) -> dict[str, float]:
+        loss, correct, seen = (float(v) for v in self.sums)
+        self.sums.zero_()
+        return {"loss": accum["loss"] + loss, "correct": accum["correct"] + correct, "seen": accum["seen"] + seen}
+
+
+def _epoch(r: _Run, s: TrainState, stop: signals.StopRequest) -> tuple[bool, Progress]:
+    """The rest of epoch `s.epoch` (from batch `s.step_in_epoch`); True when a stop was requested."""
+    if r.epoch_start is not None:
+        r.epoch_start(s.model, s.epoch)  # may unfreeze parts (also at a resumed epoch)
+    train_model = r.wrapper.current()
+    r.data.train.set_epoch(s.epoch)
+    n_batches = min(r.steps_per_epoch, r.total_steps - (s.step - s.step_in_epoch))
+    show = r.recipe.progress and r.d.is_main
+    later = r.total_steps - (s.step - s.step_in_epoch) - n_batches  # the steps of the epochs after this one
+    bar = Progress(n_batches, f"epoch {s.epoch + 1}/{r.epochs}", show, start=s.step_in_epoch, later=later)
+    t_epoch = time.perf_counter()
+    meter = _Meter(r.dev)
+    every = r.recipe.checkpoint_every
+    for x, y in r.data.train.iter_from(s.step_in_epoch):
+        if s.step >= r.total_steps:
+            break
+        x, y = to_device(x, y, r.dev, r.channels_last)
+        stop_now = _step(r, s, train_model, x, y, stop, meter)
+        bar.update(x.shape[0] * r.d.world_size, *(meter.means() if bar.tty else (None, None)))
+        if stop_now:
+            s.train_seconds += time.perf_counter() - t_epoch
+            s.accum = meter.flush(s.accum)
+            return True, bar
+        if every and s.step % every == 0 and s.step_in_epoch < n_batches:
+            s.train_seconds += time.perf_counter() - t_epoch
+            t_epoch = time.perf_counter()
+            s.accum = meter.flush(s.accum)
+            r.save(s)
+    s.train_seconds += time.perf_counter() - t_epoch
+    s.accum = meter.flush(s.accum)
+    return False, bar
+
+
+def _step(
+    r: _Run, s: TrainState, train_model: nn.Module, x: torch.Tensor, y: torch.Tensor, stop: Any, meter: _Meter
+) -> bool:
+    """One optimizer step (skipped when the loss or gradients are not finite); True when the run must stop."""
+    recipe = r.recipe
+    s.schedule.apply(s.optimizer, s.step)
+    with autocast(recipe.precision, r.dev):
+        out = train_model(x)
+    loss, logits = loss_fn(out, y, recipe)
+    finite = bool(torch.isfinite(loss))
+    nonfinite, stop_now = ddp.any_flag(r.d, not finite, stop.signal is not None)
+    s.optimizer.zero_grad(set_to_none=True)
+    if nonfinite:
+        s.nonfinite_run += 1
+        r.log(f"warning: non-finite loss at step {s.step} ({s.nonfinite_run} in a row); step skipped")
+        if s.nonfinite_run >= recipe.max_nonfinite:
+            raise NonFiniteLossError(_nonfinite_message(s.nonfinite_run, s.epoch, s.step, recipe, r.ckpts))
+    else:
+        s.nonfinite_run = 0
+        _update(r, s, loss)
+        meter.add(loss, logits, y)
+    s.step += 1
+    s.step_in_epoch += 1
+    return stop_now
+
+
+def _update(r: _Run, s: TrainState, loss: torch.Tensor) -> None:
+    """Backward, optional clipping, and the optimizer (and EMA) step unless the gradients are not finite."""
+    scaler = s.scaler
+    scaler.scale(loss).backward()
+    grad_ok = True
+    if r.recipe.grad_clip > 0 or not scaler.is_enabled():
+        scaler.unscale_(s.optimizer)
+        # The norm doubles as the finiteness check outside fp16 (where the scaler does it): a step with inf/NaN
+        # gradients would write non-finite weights. Under DDP the gradients are all-reduced: every rank agrees.
+        norm = torch.nn.utils.clip_grad_norm_(s.model.parameters(), r.recipe.grad_clip or math.inf)
+        grad_ok = scaler.is_enabled() or bool(torch.isfinite(norm))
+    if grad_ok:
+        scaler.step(s.optimizer)  # fp16: skipped (and the scale lowered) when gradients overflowed
+        scaler.update()
+        if s.ema is not None:
+            s.ema.update(s.model)
+    else:
+        r.log(f"warning: non-finite gradient at step {s.step}; step skipped")
+
+
+def _epoch_end(r: _Run, s: TrainState, bar: Progress, run_elapsed: float, run_steps: int) -> None:
+    """The epoch's row (train and val loss and accuracy), the best checkpoint, a checkpoint, metrics.csv."""
+    tot = ddp.sum_tensor(
+        r.d, torch.tensor([s.accum["loss"], s.accum["correct"], s.accum["seen"]], dtype=torch.float64, device=r.dev)
+    )
+    seen = max(1.0, float(tot[2]))
+    row: dict[str, Any] = {
+        "epoch": s.epoch + 1,
+        "step": s.step,
+        "lr": s.schedule.r.lr * s.schedule.factor(max(0, s.step - 1)),
+        "train_loss": float(tot[0]) / seen,
+        "train_acc": float(tot[1]) / seen,
+        "val_loss": None,
+        "val_acc": None,
+    }
+    rate = bar.close(row["train_loss"], row["train_acc"])
+    eval_model = s.model if s.ema is None else _ema_model(s.model, s.ema)
+    if r.data.val is not None:
+        v = evaluate_loader(eval_model, r.data.val, r.recipe, r.dev, r.d)
+        row["val_loss"], row["val_acc"] = v["loss"], v["top1"]
+        r.set_train_mode(s.model)
+    row["seconds"] = round(s.train_seconds, 3)
+    row["img_per_s"] = round(rate, 1)
+    s.history.append(row)
+    s.schedule.epoch_end(row["val_acc"])
+    metric = row["val_acc"] if row["val_acc"] is not None else row["train_acc"]
+    improved = metric > s.best_acc
+    if improved:
+        s.best_acc = metric
+    r.log(
+        f"epoch {s.epoch + 1}/{r.epochs}: loss {row['train_loss']:.4f}  train acc {100 * row['train_acc']:.2f}%"
+        + (f"  val acc {100 * row['val_acc']:.2f}%" if row["val_acc"] is not None else "")
+        + f"  lr {row['lr']:.3g}  {rate:,.0f} img/s"
+        + _run_eta(run_elapsed, run_steps, r.total_steps - s.step)
+    )
+    s.epoch += 1
+    s.step_in_epoch = 0
+    s.accum = fresh_accum()
+    if r.d.is_main:
+        # Metrics first: the smallest file, so a disk that fills up during the checkpoint keeps the epoch's row
+        # (a resume from the previous checkpoint recomputes the same row). The plot waits for the end: drawing
+        # it costs more than a small epoch.
+        write_metrics(r.run, s.history)
+        if improved:
+            r.ckpts.save_best(s.step, s.epoch, unwrap(eval_model).state_dict(), r.meta, {"val_acc": metric})
+        r.save(s)
 
 
 class _Wrapper:
@@ -698,14 +548,6 @@ def _nonfinite_message(count: int, epoch: int, step: int, recipe: Recipe, ckpts:
     return f"loss was non-finite for {count} steps in a row (last at epoch {epoch + 1}, step {step}); {advice}{kept}"
 
 
-def _merge(acc: dict[str, float], loss_t: torch.Tensor, correct_t: torch.Tensor, seen_t: torch.Tensor) -> dict:
-    return {
-        "loss": acc["loss"] + float(loss_t),
-        "correct": acc["correct"] + float(correct_t),
-        "seen": acc["seen"] + float(seen_t),
-    }
-
-
 def _ema_model(model: nn.Module, ema: EMA) -> nn.Module:
     import copy
 
@@ -723,7 +565,6 @@ def _finish(
     ckpts: CheckpointDir,
     history: list[dict[str, Any]],
     train_seconds: float,
-    steps_per_epoch: int,
     d: ddp.Dist,
     log: Callable[[str], None],
 ) -> dict[str, Any]:

@@ -312,6 +312,11 @@ def plot(table: dict, path: Path, title: str) -> None:
             label=LABELS[m],
         )
     ax.set_xscale("log")
+    # Ticks at the sizes that were run, as plain numbers: log-scale defaults read "6x10^0" and "2x10^1".
+    from matplotlib.ticker import NullLocator
+
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("target training images per class")
     ax.set_ylabel("target test accuracy (%)")
     ax.set_title(title, fontsize=9)

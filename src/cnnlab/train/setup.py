@@ -1,0 +1,89 @@
+"""Setting a run up: the model for the data (class count, channels, input size), and what its files record."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+from cnnlab.train.data_adapter import DataBundle
+from cnnlab.train.recipe import Recipe
+
+
+def build_model(recipe: Recipe, data: DataBundle, model: nn.Module | None = None, check_size: bool = True) -> nn.Module:
+    """`recipe.model` from the registry for this data (or `model` as given), with the recipe's dropout."""
+    if model is None:
+        from cnnlab.registry import create_model
+
+        if not recipe.model:
+            raise CnnlabError("no model given: name one (cnnlab train MODEL ...) or set `model` in the recipe")
+        model = create_model(recipe.model, num_classes=len(data.classes), in_chans=data.in_chans)
+    if check_size:
+        check_input_size(data, model)
+    if recipe.dropout >= 0:
+        for m in model.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = recipe.dropout
+    return model
+
+
+def model_name(model: nn.Module) -> str:
+    return getattr(model, "model_name", "") or type(model).__name__
+
+
+def check_input_size(data: DataBundle, model: nn.Module) -> None:
+    min_size = getattr(model, "min_input_size", 1)
+    if data.image_size < min_size:
+        raise CnnlabError(
+            f"input {data.image_size}x{data.image_size} is too small for {model_name(model)}, which needs at least "
+            f"{min_size}x{min_size}; set image_size (e.g. --set image_size={min_size}) or pick another model"
+        )
+
+
+def fit_input_size(recipe: Recipe, data: Any, model: nn.Module, log: Callable[[str], None]) -> Recipe:
+    """The recipe, with image_size raised to the model's minimum when the data's own size is below it.
+
+    LeNet-5 takes 32x32 and MNIST is 28x28 (LeCun et al. 1998 pad the digits to 32); a model is rather trained
+    on upsampled images than refused. An image_size the user set is kept (and refused if too small), and
+    `strict_size` keeps the refusal. Either way the resolution a model is trained at is said once.
+    """
+    min_size = getattr(model, "min_input_size", 1)
+    name = model_name(model)
+    if data.image_size < min_size and not recipe.image_size and not recipe.strict_size:
+        # DEVIATION (LeNet-5 on MNIST): resized (antialiased bilinear) to 32, where the paper pads 28 -> 32.
+        log(
+            f"{data.spec} is {data.image_size}x{data.image_size}, below {name}'s minimum input: resized to "
+            f"{min_size}x{min_size} (--set image_size=N chooses another size, --strict-size refuses instead)"
+        )
+        return recipe.replace(image_size=min_size)
+    native = paper_input(model)
+    if native and data.image_size != native and data.image_size >= min_size:
+        log(f"training {name} at {data.image_size}x{data.image_size} (its paper's input is {native}x{native})")
+    return recipe
+
+
+def paper_input(model: nn.Module) -> int | None:
+    """The input size a registered model's paper uses (None for a model built outside the registry)."""
+    from cnnlab.registry import get_entry
+
+    try:
+        entry = get_entry(getattr(model, "model_name", ""))
+    except (KeyError, CnnlabError):
+        return None
+    return int(entry.family.input_size(entry.name, entry.spec)[-1])
+
+
+def model_meta(recipe: Recipe, data: DataBundle, model: nn.Module) -> dict[str, Any]:
+    """What a weights file needs to be usable alone (eval, predict): architecture, classes, preprocessing."""
+    return {
+        "model": getattr(model, "model_name", "") or recipe.model,
+        "num_classes": len(data.classes),
+        "in_chans": data.in_chans,
+        "image_size": data.image_size,
+        "classes": list(data.classes),
+        "mean": [float(v) for v in data.mean],
+        "std": [float(v) for v in data.std],
+        "data": data.spec,
+    }
