@@ -1,10 +1,11 @@
 """What every benchmark records about the machine it ran on, and where its results go.
 
-Every CSV row carries `cpu`, `cpu_flags` (from cnnlab.machine.describe()), `torch`, `threads` and `cpus`;
-every file is benchmarks/results/<benchmark>-<cpu tag>.csv, where <benchmark> has no hyphen (underscores
-only) and the tag is short and says the CPU family and its best vector extension (`epyc-avx2`,
-`xeon-avx512bf16`), so that figures from different machines never overwrite each other. The tag is for the
-file name only: the rows name the CPU in full.
+Every CSV row carries `cpu`, `cpu_flags` (from cnnlab.machine.describe()), `torch`, `threads` and `cpus`
+(cnnlab.timing.machine_columns, shared with `cnnlab conv bench`); every file is
+benchmarks/results/<benchmark>-<cpu tag>.csv, where <benchmark> has no hyphen (underscores only) and the tag
+is short and says the CPU family and its best vector extension (`epyc-avx2`, `xeon-avx512bf16`), so that
+figures from different machines never overwrite each other. The tag is for the file name only: the rows name
+the CPU in full.
 
 The scripts in benchmarks/ are run as scripts (`python benchmarks/NAME.py`), so this module is found as
 `_machine` on the script's own directory.
@@ -12,7 +13,6 @@ The scripts in benchmarks/ are run as scripts (`python benchmarks/NAME.py`), so 
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -41,20 +41,6 @@ def cpu_tag(desc: Mapping[str, str] | None = None) -> str:
     return f"{family}-{isa}" if isa else family
 
 
-def columns() -> dict[str, str]:
-    """The machine columns of every benchmark CSV row, read when called (after the script set its threads)."""
-    import torch
-
-    from cnnlab import machine
-
-    return {
-        **machine.describe(),
-        "torch": torch.__version__,
-        "threads": str(torch.get_num_threads()),
-        "cpus": str(os.cpu_count()),
-    }
-
-
 def cpu_line() -> str:
     """The line each benchmark prints first: which CPU the figures below come from."""
     from cnnlab import machine
@@ -72,17 +58,8 @@ def result_path(benchmark: str, ext: str = "csv") -> Path:
 
 def write_csv(path: str | Path, rows: Iterable[Mapping[str, object]]) -> Path:
     """Write `rows` (dicts; a key missing from a row is an empty cell) plus the machine columns on every row;
-    atomic (temp file, fsync, rename), so a reader never sees half a file."""
-    from cnnlab.fileio import atomic_path
+    atomic (temp file, fsync, rename), so a reader never sees half a file. The writer `cnnlab conv bench`
+    uses too: cnnlab.timing.write_benchmark_csv."""
+    from cnnlab.timing import write_benchmark_csv
 
-    path = Path(path)
-    machine_cols = columns()
-    rows = [{k: v for k, v in r.items() if k not in machine_cols} for r in rows]
-    if not rows:
-        raise ValueError(f"no rows to write to {path}")
-    fields = [*dict.fromkeys(k for r in rows for k in r), *machine_cols]
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields, restval="")
-        w.writeheader()
-        w.writerows({**r, **machine_cols} for r in rows)
-    return path
+    return write_benchmark_csv(path, rows)

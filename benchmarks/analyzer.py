@@ -21,36 +21,37 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import _machine
 
-
-def _times(fns: list, runs: int) -> list[tuple[list[float], list[float]]]:
-    """Wall-clock and CPU (this process) seconds per run of each function; CPU time is the fairer figure on a
-    shared machine. The functions take turns run by run, so that a change in the machine's load (other jobs)
-    falls on all of them alike and their ratio stays meaningful."""
-    for fn in fns:
-        fn()  # warm-up: imports, first-call caches
-    out: list[tuple[list[float], list[float]]] = [([], []) for _ in fns]
-    for _ in range(runs):
-        for fn, (wall, cpu) in zip(fns, out):
-            t0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            wall.append(time.perf_counter() - t0)
-            cpu.append(time.process_time() - c0)
-    return out
+from cnnlab.timing import Timing, time_interleaved_by_clock
 
 
-def _fmt(ts: tuple[list[float], list[float]]) -> str:
+def _times(fns: dict[str, tuple[Callable[[], object], str]], runs: int) -> dict[str, tuple[Timing, Timing]]:
+    """(wall, CPU of this process) seconds per run of each function (name -> (fn, what its clock includes)),
+    both clocks read around the same calls; CPU time is the fairer figure on a shared machine. The functions
+    take turns run by run (cnnlab.timing: one warm-up call each for imports and first-call caches, then
+    rounds in rotated order), so that a change in the machine's load (other jobs) falls on all of them alike
+    and their ratio stays meaningful."""
+    got = time_interleaved_by_clock(
+        {k: fn for k, (fn, _) in fns.items()},
+        runs,
+        includes={k: what for k, (_, what) in fns.items()},
+        clocks=("wall", "cpu"),
+    )
+    return {k: (got["wall"][k], got["cpu"][k]) for k in fns}
+
+
+def _fmt(ts: tuple[Timing, Timing]) -> str:
     wall, cpu = ts
     return (
-        f"wall median {statistics.median(wall) * 1e3:7.1f} ms (min {min(wall) * 1e3:.1f}, max {max(wall) * 1e3:.1f}),"
-        f" cpu median {statistics.median(cpu) * 1e3:7.1f} ms, n={len(wall)}"
+        f"wall median {wall.median * 1e3:7.1f} ms (min {wall.min * 1e3:.1f}, max {wall.max * 1e3:.1f}),"
+        f" cpu median {cpu.median * 1e3:7.1f} ms, n={wall.rounds}"
     )
 
 
@@ -83,27 +84,39 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         torchinfo = None
         print("torchinfo is not installed: no baseline")
-    fns = [lambda: analyze(model, (3, 224, 224)), lambda: analyze(model, (3, 224, 224)).training_bytes]
+    fns = {
+        "analyze": (
+            lambda: analyze(model, (3, 224, 224)),
+            "analyze(resnet50, (3, 224, 224)): meta twin, counted forward on meta tensors, report",
+        ),
+        "training": (
+            lambda: analyze(model, (3, 224, 224)).training_bytes,
+            "as analyze, plus training_bytes: a second meta forward with autograd recording",
+        ),
+    }
     if torchinfo is not None:
-        fns.append(lambda: torchinfo.summary(model, input_size=(1, 3, 224, 224), verbose=0))
+        fns["torchinfo"] = (
+            lambda: torchinfo.summary(model, input_size=(1, 3, 224, 224), verbose=0),
+            "torchinfo.summary(resnet50, (1, 3, 224, 224)): a real CPU float32 forward with its hooks",
+        )
     timed = _times(fns, args.runs)
-    t_an = timed[0]
+    t_an = timed["analyze"]
     print(f"analyze   resnet50@224: {_fmt(t_an)}")
-    results["analyze_resnet50_s"] = statistics.median(t_an[0])
-    results["analyze_resnet50_cpu_s"] = statistics.median(t_an[1])
-    t_tr = timed[1]
+    results["analyze_resnet50_s"] = t_an[0].median
+    results["analyze_resnet50_cpu_s"] = t_an[1].median
+    t_tr = timed["training"]
     print(f"analyze + training_bytes: {_fmt(t_tr)}")
-    results["analyze_training_resnet50_cpu_s"] = statistics.median(t_tr[1])
+    results["analyze_training_resnet50_cpu_s"] = t_tr[1].median
     if torchinfo is not None:
-        t_ti = timed[2]
+        t_ti = timed["torchinfo"]
         print(f"torchinfo resnet50@224: {_fmt(t_ti)}")
-        results["torchinfo_resnet50_s"] = statistics.median(t_ti[0])
-        results["torchinfo_resnet50_cpu_s"] = statistics.median(t_ti[1])
-        wall = statistics.median(t_ti[0]) / statistics.median(t_an[0])
-        cpu = statistics.median(t_ti[1]) / statistics.median(t_an[1])
+        results["torchinfo_resnet50_s"] = t_ti[0].median
+        results["torchinfo_resnet50_cpu_s"] = t_ti[1].median
+        wall = t_ti[0].median / t_an[0].median
+        cpu = t_ti[1].median / t_an[1].median
         print(f"speed-up (median torchinfo / median analyze): wall {wall:.1f}x, cpu {cpu:.1f}x")
         results["speedup_cpu"] = round(cpu, 2)
-        full = statistics.median(t_ti[1]) / statistics.median(t_tr[1])
+        full = t_ti[1].median / t_tr[1].median
         print(f"speed-up with training_bytes too: cpu {full:.1f}x")
 
     if not args.no_zoo:

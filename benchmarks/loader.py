@@ -19,6 +19,7 @@ row with the cpu, cpu_flags, torch, threads columns (see benchmarks/_machine.py)
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import statistics
@@ -30,6 +31,8 @@ from pathlib import Path
 import _machine
 import numpy as np
 import torch
+
+from cnnlab import timing
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -70,7 +73,9 @@ class _PilDataset(torch.utils.data.Dataset):
 
 
 def bench_interleaved(ds, x_nhwc: np.ndarray, y: np.ndarray, batches: int, runs: int) -> dict[str, list[float]]:  # noqa: ANN001
-    """Runs alternate between the pipelines, so a machine whose load drifts slows all of them alike."""
+    """Runs alternate between the pipelines (cnnlab.timing.interleave_figures: one warm-up pass each, then
+    rounds in an order rotated per round), so a machine whose load drifts slows all of them alike. Each pass
+    clocks itself (img/s), counting the images it got."""
     import torchvision.transforms as T
 
     from cnnlab import data
@@ -83,16 +88,24 @@ def bench_interleaved(ds, x_nhwc: np.ndarray, y: np.ndarray, batches: int, runs:
         w: torch.utils.data.DataLoader(pil, batch_size=512, shuffle=True, num_workers=w, persistent_workers=w > 0)
         for w in (0, 1, 2)
     }
-    rates: dict[str, list[float]] = {"cnnlab": [], **{f"torchvision_workers{w}": [] for w in dls}}
-    for r in range(runs + 1):  # pass 0 warms caches and starts the workers; it is not counted
-        loader.set_epoch(r)
-        got = {"cnnlab": _cnnlab_pass(loader, batches)}
-        for w, dl in dls.items():
-            got[f"torchvision_workers{w}"] = _dataloader_pass(dl)
-        if r:
-            for k, v in got.items():
-                rates[k].append(v)
-    return rates
+    epochs = itertools.count()  # epoch 0 is the warm-up pass, as before the rounds were rotated
+
+    def cnnlab_pass() -> float:
+        loader.set_epoch(next(epochs))
+        return _cnnlab_pass(loader, batches)
+
+    contenders = {"cnnlab": cnnlab_pass}
+    for w, dl in dls.items():
+        contenders[f"torchvision_workers{w}"] = lambda dl=dl: _dataloader_pass(dl)
+    # The warm-up pass warms caches and starts the workers; it is not counted.
+    got = timing.interleave_figures(
+        contenders,
+        runs,
+        clock="wall",
+        includes="one pass over the batches: every normalized float batch ready for a model on the CPU",
+        unit="img/s",
+    )
+    return {k: list(t.samples) for k, t in got.items()}
 
 
 def bench_folder(x_nhwc: np.ndarray, y: np.ndarray, classes, n: int, runs: int) -> list[float]:  # noqa: ANN001

@@ -43,6 +43,8 @@ import _machine
 import torch
 import torch.nn.functional as F
 
+from cnnlab import timing
+
 SUMMARY_FIGURES: dict[str, list[float]] = {}  # cnnlab's own summary.json img/s, cold first step included
 
 
@@ -147,26 +149,22 @@ def step_only_img_per_s(steps: int, batch: int, warmup: int, channels_last: bool
     return steps * batch / (time.perf_counter() - t0)
 
 
-def compare(contenders: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
-    """img/s per contender: one warm-up call each, then `rounds` interleaved rounds, order rotated per round."""
-    for fn in contenders.values():
-        fn()
-    names, got = list(contenders), {name: [] for name in contenders}
-    for r in range(rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            got[name].append(contenders[name]())
-    return got
+def compare(contenders: dict[str, Callable[[], float]], rounds: int) -> dict[str, timing.Timing]:
+    """img/s per contender: one warm-up call each, then `rounds` interleaved rounds, order rotated per round
+    (cnnlab.timing); each contender clocks its own steady-state steps (see the module docstring)."""
+    return timing.interleave_figures(
+        contenders,
+        rounds,
+        clock="wall",
+        includes="the timed training steps of one fresh run: loading, augmentation, forward, backward, step",
+        unit="img/s",
+    )
 
 
-def _timed(fn, n: int, batch: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(3):
-        t = time.perf_counter()
-        for _ in range(n):
-            fn()
-        times.append(time.perf_counter() - t)
-    return n * batch / statistics.median(times)
+def _timed(fn, n: int, batch: int, includes: str) -> float:
+    fn()  # warm-up: one call
+    t = timing.time_interleaved({"block": lambda: [fn() for _ in range(n)]}, 3, includes=includes, warmup=0)
+    return n * batch / t["block"].median
 
 
 def _model_rates(name: str, shape: tuple[int, int, int], steps: int, batch: int, channels_last: bool) -> tuple:
@@ -189,10 +187,10 @@ def _model_rates(name: str, shape: tuple[int, int, int], steps: int, batch: int,
         opt.step()
 
     model.train()
-    train = _timed(train_step, steps, batch)
+    train = _timed(train_step, steps, batch, "training steps on a fixed batch: zero_grad, forward, loss, backward, SGD")
     model.eval()
     with torch.no_grad():
-        infer = _timed(lambda: model(x), steps, batch)
+        infer = _timed(lambda: model(x), steps, batch, "eval-mode forward passes on a fixed batch, no autograd")
     return round(train, 1), round(infer, 1)
 
 
@@ -276,13 +274,14 @@ def comparison(args: argparse.Namespace, out: Path) -> None:
     contenders["step only, no data (NCHW)"] = lambda: step_only_img_per_s(st, b, wu, False)
     contenders["step only, no data (channels-last)"] = lambda: step_only_img_per_s(st, b, wu, True)
     got = compare(contenders, args.rounds)
-    med = {k: statistics.median(v) for k, v in got.items()}
+    med = {k: t.median for k, t in got.items()}
     baselines = [k for k in med if k.startswith("textbook, DataLoader")]
     best = max(baselines, key=med.get)
     ours = "cnnlab (defaults: channels-last on CPU)"
-    for k, v in got.items():
-        print(f"{k:<40} {med[k]:8.1f} img/s  (min {min(v):.1f}, max {max(v):.1f})  x{med[k] / med[best]:.2f}")
-    per_round = [got[ours][r] / max(got[k][r] for k in baselines) for r in range(args.rounds)]
+    for k, t in got.items():
+        print(f"{k:<40} {med[k]:8.1f} img/s  (min {t.min:.1f}, max {t.max:.1f})  x{med[k] / med[best]:.2f}")
+    rounds = got[ours].samples
+    per_round = [rounds[r] / max(got[k].samples[r] for k in baselines) for r in range(args.rounds)]
     print(f"ratio cnnlab / best textbook ({best}): {med[ours] / med[best]:.2f}x "
           f"(per round {min(per_round):.2f}-{max(per_round):.2f}x; goal >= 1.3x)")  # fmt: skip
     for layout, figures in SUMMARY_FIGURES.items():

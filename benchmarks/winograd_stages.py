@@ -21,29 +21,23 @@ cpu, cpu_flags, torch, threads columns; see benchmarks/_machine.py).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import _machine
 import torch
 
+from cnnlab import timing
 from cnnlab.convlab import winograd as W
 from cnnlab.convlab.bench import keep_freed_memory
 
+INCLUDES = "one call of the named stage or copy; its inputs are made before the clock starts"
+
 
 def medians(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    for fn in fns.values():
-        fn()
-    got: dict[str, list[float]] = {k: [] for k in fns}
-    names = list(fns)
-    for r in range(rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            t0 = time.process_time()
-            fns[name]()
-            got[name].append(time.process_time() - t0)
-    return {k: statistics.median(v) * 1e3 for k, v in got.items()}
+    """Median ms per call of each variant (cnnlab.timing: warm-up, rotated rounds, process CPU time)."""
+    got = timing.time_interleaved(fns, rounds, clock="cpu", includes=INCLUDES)
+    return {k: t.median * 1e3 for k, t in got.items()}
 
 
 def stages(c: int, size: int, rounds: int) -> dict[str, float]:

@@ -1,4 +1,5 @@
-"""REFERENCES.md §5: the seeds' arithmetic claims, each checked by analysing a small module."""
+"""The lectures' arithmetic claims (VGG's stacked 3x3s, Inception's 1x1 reduction, ResNeXt's block cost, MobileNet's
+depthwise separable cost), each checked by analysing a small module."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""REFERENCES.md §3: the lecture's AlexNet table at 3x227x227, every cell."""
+"""The lecture's AlexNet table at 3x227x227, every cell (EECS 498 Lecture 8; references.toml, alexnet_lecture)."""
 
 from __future__ import annotations
 
@@ -8,26 +8,25 @@ import pytest
 from torch import nn
 
 import cnnlab
+from cnnlab import references
 from cnnlab.analysis import analyze
-from tests.analysis.conftest import section, table_rows, tv_model
+from tests.analysis.conftest import tv_model
 
 LECTURE_KINDS = ("Conv2d", "MaxPool2d", "Flatten", "Linear")
 
 
-def _lecture(references: str) -> list[dict]:
-    out = []
-    for layer, shape, kb, params, macs in table_rows(section(references, 3)):
-        out.append(
-            {
-                "layer": layer.split()[0],
-                "shape": tuple(int(s) for s in shape.split(" x ")),
-                "kb": kb,
-                "params": int(params.replace(",", "")),
-                "macs": int(macs.split()[0].replace(",", "")),
-                "comparisons": int(macs.split("(")[1].split()[0].replace(",", "")) if "(" in macs else None,
-            }
-        )
-    return out
+def _lecture() -> list[dict]:
+    return [
+        {
+            "layer": layer,
+            "shape": tuple(row["output"]),
+            "kb": str(row["memory_kb"]),  # as printed: its decimals are the precision to check
+            "params": row["params"],
+            "macs": row["macs"],
+            "comparisons": row.get("comparisons"),
+        }
+        for layer, row in references.published("alexnet_lecture").items()
+    ]
 
 
 def _check(rows, lecture) -> None:
@@ -44,14 +43,14 @@ def _check(rows, lecture) -> None:
             assert row.flops == ref["comparisons"]
 
 
-def test_torchvision_alexnet_reproduces_every_cell(references):
+def test_torchvision_alexnet_reproduces_every_cell():
     tv = tv_model("alexnet")
     # torchvision flattens functionally inside forward; the lecture lists flatten as a layer of its own.
     model = nn.Sequential(
         OrderedDict(features=tv.features, avgpool=tv.avgpool, flatten=nn.Flatten(1), classifier=tv.classifier)
     )
     rep = analyze(model, (3, 227, 227))
-    lecture = _lecture(references)
+    lecture = _lecture()
     assert len(lecture) == 12
     _check([r for r in rep.layers() if r.kind in LECTURE_KINDS], lecture)
     # names: the table's rows are the module paths
@@ -60,14 +59,14 @@ def test_torchvision_alexnet_reproduces_every_cell(references):
     assert rep.total_macs == sum(x["macs"] for x in lecture)
 
 
-def test_cnnlab_alexnet_reproduces_every_cell(references):
+def test_cnnlab_alexnet_reproduces_every_cell():
     if "alexnet" not in cnnlab.list_models():
         pytest.skip("cnnlab's alexnet is not in the zoo yet")
     rep = analyze("alexnet", (3, 227, 227))
     rows = [r for r in rep.layers() if r.kind in LECTURE_KINDS]
     if not any(r.kind == "Flatten" for r in rows):
         pytest.skip("cnnlab's alexnet flattens functionally")
-    _check(rows, _lecture(references))
+    _check(rows, _lecture())
 
 
 def test_to_text_shows_the_lecture_columns():

@@ -1,4 +1,4 @@
-"""REFERENCES.md §4: receptive fields on the graph (Araujo et al., Distill 2019)."""
+"""Receptive fields on the graph (Araujo et al., "Computing Receptive Fields of CNNs", Distill 2019)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""REFERENCES.md §1 totals, FlopCounterMode as the oracle, and the papers' figures (ResNet-50 v1, MobileNet v1)."""
+"""torchvision's published totals, FlopCounterMode as the oracle, the papers' figures (ResNet-50 v1, MobileNet v1)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import cnnlab
 from cnnlab.analysis import analyze
-from tests.analysis.conftest import section, table_rows, tv_model
+from tests.analysis.conftest import tv_model
+from tests.conftest import torchvision_table
 
 FAST = {"alexnet", "resnet18", "mobilenet_v2", "shufflenet_v2_x0_5"}
 
@@ -22,8 +23,9 @@ def _flop_counter_macs(model: nn.Module, size: tuple[int, ...], **kw) -> int:
     return flops // 2
 
 
-def _table1(references: str) -> list[tuple[str, int, str, int]]:
-    return [(r[0], int(r[1].replace(",", "")), r[2], int(r[3])) for r in table_rows(section(references, 1))]
+def _table1() -> list[tuple[str, int, str, int]]:
+    # GMACs as a string: its decimals are the precision the published figure is rounded to.
+    return [(name, params, str(gmacs), crop) for name, (params, gmacs, crop, _) in torchvision_table().items()]
 
 
 def _check_model(name: str, params: int, gmacs: str, crop: int) -> None:
@@ -32,25 +34,25 @@ def _check_model(name: str, params: int, gmacs: str, crop: int) -> None:
     decimals = len(gmacs.split(".")[1])
     assert round(rep.total_macs / 1e9, decimals) == float(gmacs), name
     assert rep.total_macs == _flop_counter_macs(model, (3, crop, crop)), name
-    if name not in ("googlenet", "inception_v3"):  # §1 counts these without (googlenet) / with aux heads
+    if name not in ("googlenet", "inception_v3"):  # torchvision counts these without (googlenet) / with aux heads
         assert rep.total_params == params, name
     assert not rep.unsupported, rep.unsupported
 
 
-def test_table1_is_read(references):
-    names = [r[0] for r in _table1(references)]
+def test_table1_is_read():
+    names = [r[0] for r in _table1()]
     assert len(names) == 40 and "resnet50" in names and "efficientnet_b7" in names
 
 
 @pytest.mark.parametrize("name", sorted(FAST))
-def test_torchvision_gmacs_fast_subset(references, name):
-    row = next(r for r in _table1(references) if r[0] == name)
+def test_torchvision_gmacs_fast_subset(name):
+    row = next(r for r in _table1() if r[0] == name)
     _check_model(*row)
 
 
 @pytest.mark.slow
-def test_torchvision_gmacs_every_model_of_table1(references):
-    for row in _table1(references):
+def test_torchvision_gmacs_every_model_of_table1():
+    for row in _table1():
         if row[0] not in FAST:
             _check_model(*row)
 
@@ -78,7 +80,7 @@ def _resnet_v1(depth: int) -> nn.Module:
 def test_resnet50_paper_v1_macs():
     rep = analyze(_resnet_v1(50))
     assert rep.total_macs == 3_857_973_248
-    assert rep.receptive_field == 483  # REFERENCES §4: the paper's v1
+    assert rep.receptive_field == 483  # the paper's v1 (Araujo et al., Distill 2019)
 
 
 @pytest.mark.parametrize(("depth", "gmacs"), [(101, 7.570), (152, 11.282)])
@@ -92,7 +94,7 @@ def test_cnnlab_resnet50_paper():
     assert analyze("resnet50_paper", (3, 224, 224)).total_macs == 3_857_973_248
 
 
-# ---- MobileNet v1 (Howard et al. 2017, Table 1; REFERENCES §2, Tables 6-7) ----
+# ---- MobileNet v1 (Howard et al. 2017: layers of Table 1, figures of Tables 6-7) ----
 
 _MOBILENET_V1 = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + [(1024, 2), (1024, 1)]
 

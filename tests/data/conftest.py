@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+from tests.conftest import SHARED
+
+SHARED_DATA = SHARED / "data"
 
 
 @pytest.fixture(autouse=True)

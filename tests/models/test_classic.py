@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 import cnnlab
+from cnnlab import references
 from cnnlab.models import squeezenet, vgg
 from cnnlab.nn.fire import Fire
 from cnnlab.nn.lrn import LRN
@@ -150,15 +151,14 @@ def test_alexnet_paper_init():
     assert abs(float(model.head.fc.weight.detach().std()) - 0.01) < 2e-3
 
 
-def test_alexnet_per_layer_table_of_the_lecture(shared_dir):
-    """REFERENCES.md §3: torchvision's AlexNet at 227 -- output shape, params and MACs of every conv and fc."""
-    section = (shared_dir / "REFERENCES.md").read_text().split("## 3.")[1].split("\n## ")[0]
-    rows = {}
-    for line in section.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 5 and re.match(r"(conv|fc)\d", cells[0]):
-            shape = tuple(int(v) for v in re.findall(r"\d+", cells[1]))
-            rows[cells[0].split()[0]] = (shape, int(cells[3].replace(",", "")), int(cells[4].replace(",", "")))
+def test_alexnet_per_layer_table_of_the_lecture():
+    """EECS 498 Lecture 8 (references.toml, alexnet_lecture): torchvision's AlexNet at 227 -- output shape, params
+    and MACs of every conv and fc."""
+    rows = {
+        layer: (tuple(row["output"]), row["params"], row["macs"])
+        for layer, row in references.published("alexnet_lecture").items()
+        if re.match(r"(conv|fc)\d", layer)
+    }
     assert len(rows) == 8
     model = meta_model("alexnet")
     got = {}
@@ -178,7 +178,7 @@ def test_alexnet_per_layer_table_of_the_lecture(shared_dir):
 
 
 def test_zfnet_feature_map_sizes_of_fig3():
-    """REFERENCES.md §2: 110-55-26-13-13-13-13-6 at a 224 input (conv1, pool1, conv2, pool2, conv3-5, pool5)."""
+    """Zeiler & Fergus 2013, Fig. 3: 110-55-26-13-13-13-13-6 at 224 (conv1, pool1, conv2, pool2, conv3-5, pool5)."""
     model = meta_model("zfnet")
     layers = record_layers(model, torch.empty(1, 3, 224, 224, device="meta"))
     sizes = [out[2] for n, m, out in layers if isinstance(m, (nn.Conv2d, nn.MaxPool2d))]

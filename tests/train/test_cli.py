@@ -11,7 +11,8 @@ from PIL import Image
 
 from cnnlab.cli import main
 from cnnlab.data.shapes import generate
-from cnnlab.train.evaluate import CROP_RATIO, TTA_MODES, tta_views
+from cnnlab.data.tta import CROP_RATIO, tta_views
+from cnnlab.data.tta import EVAL_MODES as TTA_MODES
 from tests.train.conftest import TINY
 
 SETS = [a for k in ("batch_size", "lr", "threads", "eval_batch_size", "checkpoint_every") for a in

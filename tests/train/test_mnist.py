@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from cnnlab.train.loop import train
 from cnnlab.train.recipe import load_recipe
+from tests.conftest import SHARED
 
-MNIST = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist.npz"
+MNIST = SHARED / "data" / "mnist.npz"
 
 
 @pytest.mark.slow

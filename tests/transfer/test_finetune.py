@@ -18,8 +18,8 @@ from cnnlab.train.finetune import (
     plan_freeze,
     set_train_mode,
 )
-from cnnlab.train.pretrained import load_pretrained, read_source, torchvision_state_dict
-from cnnlab.weights import save_state_dict
+from cnnlab.train.pretrained import load_pretrained, read_source
+from cnnlab.weights import save_state_dict, torchvision_state_dict
 
 
 def bn_model():

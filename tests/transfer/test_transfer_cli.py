@@ -13,6 +13,7 @@ import cnnlab
 from cnnlab.cli import main
 from cnnlab.train.checkpoint import CheckpointDir, load_weights
 from cnnlab.train.finetune import part_of
+from cnnlab.train.rundir import read_run
 from cnnlab.weights import save_state_dict
 
 TINY7 = "shapes:classes=7,size=32,train=70,test=14"
@@ -29,18 +30,18 @@ def _one_line_exit_2(capsys, argv: list[str], needle: str) -> None:
 
 @pytest.fixture
 def snapshot(monkeypatch):
-    """The model's state as handed to the training loop (after loading and freezing), captured on the way in."""
+    """The model's state as the run setup leaves it (after loading and freezing), before the first step."""
     import cnnlab.train.loop as loop
 
     seen: dict = {}
-    real = loop.train
+    real = loop.prepare_transfer
 
-    def spy(recipe, *a, **k):
-        if k.get("model") is not None:
-            seen["before"] = {n: t.detach().clone() for n, t in k["model"].state_dict().items()}
-        return real(recipe, *a, **k)
+    def spy(recipe, model, *a, **k):
+        transfer = real(recipe, model, *a, **k)
+        seen["before"] = {n: t.detach().clone() for n, t in model.state_dict().items()}
+        return transfer
 
-    monkeypatch.setattr(loop, "train", spy)
+    monkeypatch.setattr(loop, "prepare_transfer", spy)
     return seen
 
 
@@ -67,7 +68,7 @@ def test_torchvision_resnet18_frozen_backbone_is_bit_identical(tmp_path, snapsho
     assert [k for k in backbone if not torch.equal(before[k], after[k])] == []
     head = [k for k in before if part_of(k) == "head"]
     assert head and all(not torch.equal(before[k], after[k]) for k in head)  # only the head trained
-    assert json.loads((run / "transfer.json").read_text())["freeze"] == "backbone"
+    assert read_run(run)[0].freeze == "backbone"  # recorded in recipe.toml
 
 
 def test_optimizer_groups_in_the_run_follow_lr_mult(tmp_path):
@@ -236,7 +237,7 @@ def test_torchrun_two_processes_keep_the_frozen_part(tmp_path):
     assert not torch.equal(after["stages.2.0.conv1.weight"], w0["stages.2.0.conv1.weight"])
     groups = CheckpointDir(run / "checkpoints").latest().load_state()["optimizer"]["param_groups"]
     assert {g["lr_mult"] for g in groups} == {0.5, 1.0}
-    assert json.loads((run / "transfer.json").read_text())["lr_mult"] == "stages=0.5"
+    assert read_run(run)[0].lr_mult == "stages=0.5"  # recorded in recipe.toml
 
 
 def _torchrun_cli(argv: list[str]) -> str:

@@ -4,8 +4,6 @@ published ImageNet top-1 on y, bubble area proportional to parameters, every bub
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from cnnlab.analysis.api import analyze
 from cnnlab.errors import CnnlabError
+from cnnlab.fileio import atomic_path
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -96,16 +95,9 @@ def plot_bubbles(entries: Sequence[Entry], path: str | Path) -> list[str]:
     radii = [math.sqrt(s / math.pi) * fig.dpi / 72 for s in sizes]  # points -> pixels
     _place_labels(ax, list(zip(xs, ys)), radii, labels, fontsize=7)
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", suffix=path.suffix or ".png")
     try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format=(path.suffix.lstrip(".") or "png"), bbox_inches="tight")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=(path.suffix.lstrip(".") or "png"), bbox_inches="tight")
     finally:
         plt.close(fig)
     return skipped

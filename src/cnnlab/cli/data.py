@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 
 HELP = "inspect a dataset spec (shapes, npz:, folder:, cifar10:, cifar100:, mnist:): info, sample grid"
@@ -107,20 +105,10 @@ def _save_png(img, out: Path) -> None:  # noqa: ANN001
 
 
 def _write_png(img, out: Path) -> None:  # noqa: ANN001
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format="PNG")
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a picture the user keeps gets normal permissions
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from cnnlab.fileio import atomic_path  # temp file with the user's umask, fsync, rename
+
+    with atomic_path(out) as tmp:
+        img.save(tmp, format="PNG")
 
 
 def show(args: argparse.Namespace) -> int:

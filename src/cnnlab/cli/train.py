@@ -1,14 +1,13 @@
 """`cnnlab train MODEL --data SPEC [--recipe R] [--set key=value ...]`, or `cnnlab train --resume RUN_DIR`.
 
 Transfer learning: `--weights SOURCE` (run directory, weights file, torchvision:NAME), `--freeze`, `--lr-mult`,
-`--unfreeze-at`. They are recorded in RUN_DIR/transfer.json, so `--resume` and torchrun restarts rebuild the
-same frozen model and parameter groups.
+`--unfreeze-at`: shortcuts for the recipe fields of the same names, so recipe.toml records them and `--resume`
+and torchrun restarts rebuild the same frozen model and parameter groups.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 from pathlib import Path
@@ -88,38 +87,10 @@ def _relaunch_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
-def _settings(args: argparse.Namespace):  # noqa: ANN202
-    from cnnlab.train.finetune import TransferSettings
-
-    weights = args.weights
-    if weights and not weights.startswith("torchvision:") and Path(weights).exists():
-        weights = str(Path(weights).resolve())  # recorded for --resume, which may run from another directory
-    return TransferSettings(weights, args.freeze, args.lr_mult, args.unfreeze_at)
-
-
-def _transfer_model(recipe, settings, run_dir: Path, resuming: bool, log=print) -> dict:  # noqa: ANN001
-    """Build the model, load the pretrained weights, freeze: the keyword arguments for loop.train."""
-    from cnnlab.data.dataset import load
-    from cnnlab.errors import CnnlabError
-    from cnnlab.registry import create_model, get_entry
-    from cnnlab.train.finetune import transfer_hooks
-    from cnnlab.train.pretrained import load_pretrained, read_source
-
-    settings.check()
-    if not recipe.data:
-        raise CnnlabError("no data given: pass --data SPEC (e.g. shapes, npz:path.npz) or set `data` in the recipe")
-    train = load(recipe.data, split="train", size=recipe.image_size or None, val_fraction=recipe.val_fraction)
-    model = create_model(recipe.model, num_classes=len(train.classes), in_chans=int(train.x.shape[1]))
-    if settings.weights:
-        has_checkpoint = resuming and any((run_dir / "checkpoints").glob("*.json"))
-        if has_checkpoint:
-            log(f"resume: weights come from the run's checkpoint, not {settings.weights}")
-        else:
-            state = read_source(settings.weights)
-            for note in load_pretrained(model, get_entry(recipe.model).family, state, settings.weights):
-                log(note)
-    hooks = transfer_hooks(model, settings, recipe.lr, recipe.weight_decay, recipe.decay_norm_and_bias, log=log)
-    return {"model": model, **hooks}
+def _weights_source(weights: str) -> str:
+    if not weights.startswith("torchvision:") and Path(weights).exists():
+        return str(Path(weights).resolve())  # recorded for --resume, which may run from another directory
+    return weights
 
 
 def _is_main() -> bool:
@@ -149,6 +120,16 @@ def new_recipe(args: argparse.Namespace, log=print):  # noqa: ANN001, ANN201
         changes["progress"] = False
     if args.strict_size:
         changes["strict_size"] = True
+    if args.weights:
+        changes["weights"] = _weights_source(args.weights)
+    if args.freeze != "none":
+        changes["freeze"] = args.freeze
+    if args.lr_mult:
+        changes["lr_mult"] = args.lr_mult
+    if args.unfreeze_at is not None:
+        if args.unfreeze_at < 1:
+            raise CnnlabError(f"--unfreeze-at must be an epoch >= 1, got {args.unfreeze_at}")
+        changes["unfreeze_at"] = args.unfreeze_at
     changes.update(parse_override(item) for item in args.overrides)
     if args.recipe:
         base = read_recipe_file(args.recipe)
@@ -180,9 +161,7 @@ def _check_nproc(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cnnlab.errors import CnnlabError
-    from cnnlab.fileio import write_json
     from cnnlab.train.ddp import pick_device
-    from cnnlab.train.finetune import TRANSFER_FILE, TransferSettings
     from cnnlab.train.rundir import check_new_run_dir, default_run_dir
 
     _check_nproc(args)
@@ -225,24 +204,9 @@ def run(args: argparse.Namespace) -> int:
             recipe = recipe.replace(progress=False)
         if args.data and args.resume is not None:
             recipe = recipe.replace(data=resolve_data_spec(args.data))
-        extra = {}
-        recorded = Path(resume) / TRANSFER_FILE
-        if recorded.is_file():
-            settings = TransferSettings.from_dict(json.loads(recorded.read_text()))
-            extra = _transfer_model(recipe, settings, Path(resume), resuming=True)
-        result = train(recipe, resume=resume, device=args.device, **extra)
+        result = train(recipe, resume=resume, device=args.device)
     else:
-        recipe = new_recipe(args, log=log)
-        settings = _settings(args)
-        extra, out = {}, args.out
-        if settings.active:
-            out = Path(out) if out else default_run_dir(recipe.model)
-            if _is_main():
-                check_new_run_dir(out)  # before transfer.json is written into it
-            extra = _transfer_model(recipe, settings, out, resuming=False)
-            if _is_main():
-                write_json(out / TRANSFER_FILE, settings.to_dict())
-        result = train(recipe, out=out, device=args.device, **extra)
+        result = train(new_recipe(args, log=log), out=args.out, device=args.device)
     if result.status == "interrupted":
         # The shell's convention: 128 + the signal (130 for Ctrl-C, 143 for SIGTERM).
         return 128 + int(result.signal or signal.SIGTERM)

@@ -13,14 +13,10 @@ direct convolution's MACs x 2 for every algorithm, so they compare time.
 
 from __future__ import annotations
 
-import csv
 import functools
-import math
 import os
 import platform
 import statistics
-import tempfile
-import time
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -29,13 +25,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from cnnlab import timing
 from cnnlab.convlab._common import geometry
 from cnnlab.convlab.module import ALGORITHMS, conv2d
 from cnnlab.convlab.winograd import WinogradPrecisionWarning, conv2d_winograd, transform_filters
 from cnnlab.convlab.workspace import workspace_bytes
+from cnnlab.fileio import atomic_path
 
-# REFERENCES.md sec. 6: max|err| / max|ref| against float64 on random inputs. bfloat16 has no figure:
-# Winograd at tile 4 and 6 is expected to miss by several percent and warns.
+# The project's bounds on max|err| / max|ref| against float64 on random inputs, looser as the Winograd tile grows
+# (its transforms enlarge values: Lavin & Gray 2015, arXiv:1509.09308). bfloat16 has no bound: Winograd at
+# tile 4 and 6 is expected to miss by several percent and warns.
 TOLERANCES = {
     torch.float32: {
         "direct": 1e-5,
@@ -158,54 +157,13 @@ def grid(name: str) -> list[Config]:
     raise UnknownNameError("benchmark grid", name, ("small", "full", "tiny"))
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+# What the clock holds (cnnlab.timing's `includes`), as the module docstring says.
+INCLUDES = "one full call: argument checks, padding, transforms (filters too), GEMMs, output; not making the inputs"
+INCLUDES_CACHED = "one call with the filters transformed beforehand: as the others, minus the filter transform"
 
 
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
-
-
-def time_interleaved(
-    fns: dict[str, Callable[[], object]],
-    rounds: int,
-    device: torch.device,
-    min_sample_s: float = 0.005,
-    clock: str = "wall",
-) -> dict[str, list[float]]:
-    """Seconds per call for each fn, interleaved over rounds. One warm-up call each first; it also sets how
-    many calls one sample averages, so that a sample lasts >= min_sample_s (sub-millisecond calls are
-    otherwise at the mercy of the scheduler's time slice).
-
-    clock="cpu" reads the process's CPU time instead of the wall clock: on a machine shared with other
-    jobs it does not count the time this process waits for a core (with one thread it is the compute time;
-    with several it sums them, so compare algorithms at the same thread count only)."""
-    if clock not in CLOCKS:
-        from cnnlab.errors import UnknownNameError
-
-        raise UnknownNameError("clock", clock, CLOCKS)
-    if clock == "cpu" and device.type != "cpu":
-        raise ValueError("clock='cpu' measures host CPU time and cannot time a CUDA device; use clock='wall'")
-    now = CLOCKS[clock]
-    reps = {}
-    for name, fn in fns.items():
-        _sync(device)
-        t0 = now()
-        fn()
-        _sync(device)
-        reps[name] = max(1, math.ceil(min_sample_s / max(now() - t0, 1e-9)))
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    names = list(fns)
-    for r in range(rounds):
-        order = names[r % len(names) :] + names[: r % len(names)]  # rotate: nobody always runs first
-        for name in order:
-            _sync(device)
-            t0 = now()
-            for _ in range(reps[name]):
-                fns[name]()
-            _sync(device)
-            times[name].append((now() - t0) / reps[name])
-    return times
+def _sync(device: torch.device) -> Callable[[], None] | None:
+    return functools.partial(torch.cuda.synchronize, device) if device.type == "cuda" else None
 
 
 def bench(
@@ -216,8 +174,16 @@ def bench(
     progress: Callable[[str], None] | None = None,
     clock: str = "wall",
 ) -> list[dict]:
-    """Time each config's algorithms; one row per (config, algorithm)."""
+    """Time each config's algorithms (cnnlab.timing.time_interleaved: one warm-up call each, which also sets
+    how many calls a sample averages so that it lasts >= 5 ms, then `rounds` rotated rounds); one row per
+    (config, algorithm).
+
+    clock="cpu" reads the process's CPU time instead of the wall clock: on a machine shared with other
+    jobs it does not count the time this process waits for a core (with one thread it is the compute time;
+    with several it sums them, so compare algorithms at the same thread count only)."""
     device = torch.device(device)
+    if clock == "cpu" and device.type != "cpu":
+        raise ValueError("clock='cpu' measures host CPU time and cannot time a CUDA device; use clock='wall'")
     rows = []
     for cfg in configs:
         x = torch.randn(cfg.n, cfg.c, cfg.size, cfg.size, device=device, dtype=dtype)
@@ -226,32 +192,34 @@ def bench(
         # thing measured here.
         pad = cfg.kernel // 2
         fns = {a: _timed_call(a, x, w, pad) for a in cfg.algorithms}
+        includes = {a: INCLUDES_CACHED if a.endswith(CACHED) else INCLUDES for a in fns}
         with torch.no_grad():
-            times = time_interleaved(fns, rounds, device, clock=clock)
+            times = timing.time_interleaved(
+                fns, rounds, includes=includes, clock=clock, min_sample_s=0.005, sync=_sync(device)
+            )
         macs = geometry(x.shape, w.shape, 1, pad).macs
-        for alg, ts in times.items():
-            med = statistics.median(ts)
+        for alg, t in times.items():
             ws_alg = alg.removesuffix(CACHED)  # cached: U is still held, the reordered filters are not (small)
             ws = None if alg == "torch" else workspace_bytes(ws_alg, x.shape, w.shape, padding=pad, dtype=dtype)
             rows.append(
                 {
                     **{k: v for k, v in asdict(cfg).items() if k != "algorithms"},
                     "algorithm": alg,
-                    "median_ms": med * 1e3,
-                    "min_ms": min(ts) * 1e3,
-                    "max_ms": max(ts) * 1e3,
-                    "rounds": rounds,
-                    "clock": clock,
-                    "gflops": 2 * macs / med / 1e9,
+                    "median_ms": t.median * 1e3,
+                    "min_ms": t.min * 1e3,
+                    "max_ms": t.max * 1e3,
+                    "rounds": t.rounds,
+                    "clock": t.clock,
+                    "gflops": 2 * macs / t.median / 1e9,
                     "workspace_bytes": ws,
                 }
             )
         if progress:
-            best = min(times, key=lambda a: statistics.median(times[a]))
+            best = min(times, key=lambda a: times[a].median)
             progress(
                 f"{cfg.study:8} N={cfg.n:<2} C={cfg.c:<3} K={cfg.k_out:<3} {cfg.size:>3}x{cfg.size:<3} "
                 f"k={cfg.kernel:<2} "
-                + " ".join(f"{a}={statistics.median(t) * 1e3:.2f}ms" for a, t in times.items())
+                + " ".join(f"{a}={t.median * 1e3:.2f}ms" for a, t in times.items())
                 + f"  best={best}"
             )
     return rows
@@ -357,33 +325,10 @@ def _winograd_findings(rows: list[dict], alg: str, what: str) -> list[str]:
 
 
 def write_csv(rows: list[dict], path: str | Path) -> Path:
-    """Every row plus the machine it ran on (`cpu`, `cpu_flags` from cnnlab.machine, `torch`, `threads`, `cpus`,
-    the columns of every benchmarks/ CSV; call this with the benchmark's thread count still set); atomic
-    write: temp file, fsync, rename."""
-    from cnnlab import machine
-
-    env = {
-        **machine.describe(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpus": os.cpu_count(),
-    }
-    rows = [{**r, **env} for r in rows]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Every row plus the machine it ran on (`cpu`, `cpu_flags`, `torch`, `threads`, `cpus`: the columns of
+    every benchmarks/ CSV, cnnlab.timing.machine_columns; call this with the benchmark's thread count still
+    set); atomic (cnnlab.fileio)."""
+    return timing.write_benchmark_csv(path, rows)
 
 
 def plot_crossover(rows: list[dict], path: str | Path) -> Path:
@@ -445,9 +390,9 @@ def plot_crossover(rows: list[dict], path: str | Path) -> Path:
     fig.suptitle(f"torch {env['torch']}, {env['threads']} threads, {env['machine']}", fontsize=9)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+    finally:
+        plt.close(fig)
     return path

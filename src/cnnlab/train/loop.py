@@ -31,7 +31,7 @@ from cnnlab.train import ddp, signals
 from cnnlab.train.checkpoint import CheckpointDir
 from cnnlab.train.data_adapter import DataBundle, data_path_missing, open_data, resolve_data_spec
 from cnnlab.train.numerics import autocast, check_precision, logits_of, loss_fn, to_device, unwrap, use_channels_last
-from cnnlab.train.optim import EMA, LRSchedule, build_optimizer
+from cnnlab.train.optim import EMA, LRSchedule, build_optimizer, make_groups
 from cnnlab.train.progress import Progress
 from cnnlab.train.recipe import Recipe
 from cnnlab.train.rundir import (
@@ -45,7 +45,7 @@ from cnnlab.train.rundir import (
     write_start,
 )
 from cnnlab.train.seeding import seed_everything
-from cnnlab.train.setup import build_model, check_input_size, fit_input_size, model_meta
+from cnnlab.train.setup import build_model, check_input_size, fit_input_size, model_meta, prepare_transfer
 from cnnlab.train.state import TrainState, fresh_accum
 
 __all__ = ["NonFiniteLossError", "Result", "evaluate_loader", "train"]
@@ -103,22 +103,18 @@ def train(
     model: nn.Module | None = None,
     device: str = "auto",
     log: Callable[[str], None] = print,
-    lr_mults: dict[str, float] | None = None,
     param_groups: Callable[[nn.Module], list[dict[str, Any]]] | None = None,
     train_mode: Callable[[nn.Module], None] | None = None,
-    epoch_start: Callable[[nn.Module, int], None] | None = None,
 ) -> Result:
     """Train `recipe.model` on `recipe.data`, or continue the run in `resume` exactly where it stopped.
 
-    `model` replaces the registry lookup (tests, custom networks, pretrained weights). Fine-tuning hooks:
-    `lr_mults` ({"stem": 0.01, ...}) scales each anatomy part's rate; `param_groups(model)` replaces the default
-    groups entirely (each group may carry an `lr_mult`); `train_mode(model)` replaces `model.train()` (e.g. to
-    keep frozen BatchNorm in eval mode); `epoch_start(model, epoch)` runs before each epoch's first step, also
-    a resumed one (gradual unfreezing). Returns when the run finishes or stops on SIGTERM/SIGINT (after
-    saving a checkpoint at the step boundary).
+    Fine-tuning is the recipe's (`weights`, `freeze`, `lr_mult`, `unfreeze_at`), so a resumed run rebuilds it
+    from recipe.toml. For custom networks: `model` replaces the registry lookup; `param_groups(model)` replaces
+    the optimizer's groups (each may carry an `lr_mult`); `train_mode(model)` replaces `model.train()`. Returns
+    when the run finishes or stops on SIGTERM/SIGINT (after saving a checkpoint at the step boundary).
     """
     d = ddp.setup(device)
-    hooks = {"lr_mults": lr_mults, "param_groups": param_groups, "train_mode": train_mode, "epoch_start": epoch_start}
+    hooks = {"param_groups": param_groups, "train_mode": train_mode}
     if resume is not None:
         run = Path(resume)
     else:
@@ -195,7 +191,7 @@ class _Run:
     epochs: int
     channels_last: bool
     set_train_mode: Callable[[nn.Module], None]
-    epoch_start: Callable[[nn.Module, int], None] | None
+    epoch_start: Callable[[nn.Module, int], None]
     wrapper: _Wrapper
 
     @property
@@ -272,6 +268,9 @@ def _setup(
         if data.test_split != "test":
             log(f"{data.spec} has no test split: its val split selects the checkpoint and is the held-out figure")
     check_input_size(data, model)
+    ckpts = CheckpointDir(run / "checkpoints", log=log)
+    ck = ckpts.latest() if resuming else None
+    transfer = prepare_transfer(recipe, model, load_weights=ck is None, log=log)
     model.to(dev)
     channels_last = use_channels_last(recipe, dev)
     if channels_last:
@@ -282,10 +281,14 @@ def _setup(
     if steps_per_epoch == 0:
         raise CnnlabError(f"the training set has fewer images than one batch ({recipe.batch_size})")
     total_steps = recipe.iterations or recipe.epochs * steps_per_epoch
-    groups = hooks["param_groups"](model) if hooks["param_groups"] else None
+    if hooks["param_groups"]:
+        groups = hooks["param_groups"](model)
+    else:  # gradual unfreezing: the frozen parameters are in the groups from the start, so resume is exact
+        args = (recipe.lr, recipe.weight_decay, transfer.mults, recipe.decay_norm_and_bias)
+        groups = make_groups(model, *args, include_frozen=recipe.unfreeze_at > 0)
     s = TrainState(
         model=model,
-        optimizer=build_optimizer(model, recipe, hooks["lr_mults"], groups=groups),
+        optimizer=build_optimizer(model, recipe, groups=groups),
         schedule=LRSchedule(recipe, steps_per_epoch, total_steps),
         scaler=torch.amp.GradScaler(dev.type, enabled=recipe.precision == "fp16"),
         ema=EMA(model, recipe.ema_decay) if recipe.ema_decay > 0 else None,
@@ -296,14 +299,14 @@ def _setup(
         data=data,
         d=d,
         log=log,
-        ckpts=CheckpointDir(run / "checkpoints", log=log),
+        ckpts=ckpts,
         meta=meta,
         steps_per_epoch=steps_per_epoch,
         total_steps=total_steps,
         epochs=math.ceil(total_steps / steps_per_epoch),
         channels_last=channels_last,
-        set_train_mode=hooks["train_mode"] or (lambda m: m.train()),
-        epoch_start=hooks["epoch_start"],
+        set_train_mode=hooks["train_mode"] or transfer.train_mode,
+        epoch_start=lambda m, epoch: transfer.epoch_start(m, epoch, log),
         wrapper=_Wrapper(model, d, recipe.compile),
     )
     if not resuming:
@@ -311,7 +314,7 @@ def _setup(
             run_info = {"model": meta["model"], "data": data.spec, **{k: meta[k] for k in meta if k != "model"}}
             write_start(run, recipe, run_info, environment(dev, d.world_size))
         log(f"run directory: {run}")
-    elif (ck := r.ckpts.latest()) is None:
+    elif ck is None:
         log(f"resume: no usable checkpoint in {run}; starting from the beginning")
     else:
         s.restore(ck, recipe.seed, d.rank, recipe.threads)
@@ -362,8 +365,7 @@ class _Meter:
 
 def _epoch(r: _Run, s: TrainState, stop: signals.StopRequest) -> tuple[bool, Progress]:
     """The rest of epoch `s.epoch` (from batch `s.step_in_epoch`); True when a stop was requested."""
-    if r.epoch_start is not None:
-        r.epoch_start(s.model, s.epoch)  # may unfreeze parts (also at a resumed epoch)
+    r.epoch_start(s.model, s.epoch)  # may unfreeze parts (also at a resumed epoch)
     train_model = r.wrapper.current()
     r.data.train.set_epoch(s.epoch)
     n_batches = min(r.steps_per_epoch, r.total_steps - (s.step - s.step_in_epoch))

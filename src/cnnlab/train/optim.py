@@ -9,6 +9,7 @@ resumed run set exactly the rates the uninterrupted run would have.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import torch
@@ -17,45 +18,90 @@ from torch import nn
 from cnnlab.errors import UnknownNameError
 from cnnlab.train.recipe import Recipe
 
-PARTS = ("stem", "stages", "head", "other")
+PARTS = ("stem", "stages", "head")  # multiplier keys; `stageK` names one stage
 
 
-def _part(name: str) -> str:
-    first = name.split(".", 1)[0]
-    return first if first in PARTS else "other"
+def part_of(param_name: str) -> str:
+    """The anatomy part a parameter belongs to: 'stem', 'stages.K' or 'head'.
+
+    Parameters outside the three (GoogLeNet's and Inception-v3's auxiliary classifiers) belong to the head: they
+    are trained, never frozen with the backbone, at the head's learning rate.
+    """
+    if param_name.startswith("stem."):
+        return "stem"
+    m = re.match(r"stages\.(\d+)\.", param_name)
+    if m:
+        return f"stages.{m.group(1)}"
+    return "head"
+
+
+def multiplier(part: str, mults: dict[str, float]) -> float:
+    """The learning-rate multiplier of a part: `stageK` overrides `stages` for stage K; unnamed parts get 1."""
+    if part.startswith("stages."):
+        return mults.get(f"stage{part.split('.')[1]}", mults.get("stages", 1.0))
+    return mults.get(part, 1.0)
+
+
+def make_groups(
+    model: nn.Module,
+    lr: float,
+    weight_decay: float,
+    lr_mult: dict[str, float] | None = None,
+    decay_norm_and_bias: bool = False,
+    include_frozen: bool = False,
+) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups: one per (anatomy part, decayed or not), in stem, stages, head order.
+
+    A stage is a part of its own only when `lr_mult` names it (`stage2=0.5`); otherwise all stages are one part.
+    Norm scales/shifts and biases (every tensor with ndim <= 1) get no weight decay unless `decay_norm_and_bias`:
+    decaying them only shrinks the normalization's output scale (Goyal et al. 2017, Sec. 5.1). Frozen parameters
+    (requires_grad False) are left out unless `include_frozen` (gradual unfreezing: the groups then never
+    change, so optimizer state resumes exactly; optimizers skip parameters without a gradient). Each group
+    carries `name` ("stages.no_decay"), `part`, `names` (the parameters'), `lr`, `lr_mult` and `weight_decay`.
+    """
+    mults = dict(lr_mult or {})
+    buckets: dict[tuple[str, bool], dict[str, Any]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad and not include_frozen:
+            continue
+        part = part_of(name)
+        if part.startswith("stages.") and f"stage{part.split('.')[1]}" not in mults:
+            part = "stages"
+        decay = decay_norm_and_bias or p.ndim >= 2
+        g = buckets.setdefault((part, decay), {"params": [], "names": []})
+        g["params"].append(p)
+        g["names"].append(name)
+
+    def order(key: tuple[str, bool]) -> tuple:
+        part, decay = key
+        rank = 0 if part == "stem" else 2 if part == "head" else 1
+        stage = int(part.split(".")[1]) if part.startswith("stages.") else -1
+        return rank, stage, not decay
+
+    groups = []
+    for part, decay in sorted(buckets, key=order):
+        mult = float(mults.get("stages", 1.0) if part == "stages" else multiplier(part, mults))
+        groups.append(
+            {
+                **buckets[(part, decay)],
+                "name": part + ("" if decay else ".no_decay"),
+                "part": part,
+                "lr": lr * mult,
+                "lr_mult": mult,
+                "weight_decay": weight_decay if decay else 0.0,
+            }
+        )
+    return groups
 
 
 def param_groups(model: nn.Module, recipe: Recipe, lr_mults: dict[str, float] | None = None) -> list[dict[str, Any]]:
-    """Trainable parameters grouped by (anatomy part, decayed or not); empty groups are dropped.
-
-    Norm scales/shifts and biases (every tensor with ndim <= 1) get no weight decay unless
-    `recipe.decay_norm_and_bias`: decaying them only shrinks the normalization's output scale.
-    """
-    lr_mults = dict(lr_mults or {})
-    for key in lr_mults:
-        if key not in PARTS:
-            raise UnknownNameError("parameter group", key, PARTS)
-    buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        decay = p.ndim > 1 or recipe.decay_norm_and_bias
-        buckets.setdefault((_part(name), decay), []).append(p)
-    groups = []
-    for part in PARTS:
-        for decay in (True, False):
-            params = buckets.get((part, decay))
-            if params:
-                groups.append(
-                    {
-                        "params": params,
-                        "name": f"{part}" + ("" if decay else ".no_decay"),
-                        "part": part,
-                        "lr_mult": float(lr_mults.get(part, 1.0)),
-                        "weight_decay": recipe.weight_decay if decay else 0.0,
-                    }
-                )
-    return groups
+    """make_groups with the recipe's learning rate and decay rule; `lr_mults` keys are checked."""
+    mults = dict(lr_mults or {})
+    known = [*PARTS, *(f"stage{i}" for i in range(len(getattr(model, "stages", ()))))]
+    for key in mults:
+        if key not in known:
+            raise UnknownNameError("parameter group", key, known)
+    return make_groups(model, recipe.lr, recipe.weight_decay, mults, recipe.decay_norm_and_bias)
 
 
 def build_optimizer(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import re
 import sys
 import types
 import typing
@@ -71,6 +72,11 @@ class Recipe:
     dropout: float = -1.0  # >= 0: set every nn.Dropout's p; -1 keeps the model's
     augment: str = "flip,crop:4"
     aux_weight: float = 0.3  # auxiliary heads' loss weight (GoogLeNet, Szegedy et al. 2014 Sec. 5)
+    # -- transfer learning (`cnnlab train --weights/--freeze/--lr-mult/--unfreeze-at`; docs/transfer.md)
+    weights: str = ""  # start from: a run directory or checkpoint, a torchvision/timm state_dict, torchvision:NAME
+    freeze: str = "none"  # none, backbone (stem and every stage) or stages:K (stem and the K lowest stages)
+    lr_mult: str = ""  # learning-rate multipliers by part, e.g. "head=1,stages=0.1,stem=0.01" (stageK: one stage)
+    unfreeze_at: int = 0  # > 0: the frozen parts train from this epoch on (gradual unfreezing); 0: never
     # -- numerics and speed
     precision: str = "fp32"
     # "auto": channels-last on the CPU (oneDNN's preferred layout: 52 of the 76 zoo models train faster,
@@ -136,6 +142,12 @@ class Recipe:
         ):
             if getattr(self, name) not in allowed:
                 raise UnknownNameError(f"recipe {name}", getattr(self, name), allowed)
+        if not re.fullmatch(r"none|backbone|stages:\d+", self.freeze):
+            raise CnnlabError(f"--freeze must be none, backbone or stages:K, got '{self.freeze}'")
+        if self.unfreeze_at < 0:
+            raise CnnlabError(f"--unfreeze-at must be an epoch >= 1, got {self.unfreeze_at}")
+        if self.unfreeze_at and self.freeze == "none":
+            raise CnnlabError("--unfreeze-at needs --freeze backbone or --freeze stages:K (nothing is frozen)")
         if self.schedule == "step" and not self.milestones:
             raise bad("schedule 'step' needs milestones")
 

@@ -151,7 +151,17 @@ def read_run(run: Path) -> tuple[Recipe, dict[str, Any]]:
         raise CnnlabError(f"run directory not found: {run}")
     if not (run / "recipe.toml").is_file() or not (run / "run.json").is_file():
         raise CnnlabError(f"{run} is not a cnnlab run directory (no recipe.toml/run.json)")
-    return load_recipe(run / "recipe.toml"), json.loads((run / "run.json").read_text())
+    recipe = load_recipe(run / "recipe.toml")
+    legacy = run / "transfer.json"  # runs before the transfer settings were recipe fields kept them here
+    if legacy.is_file():
+        t = json.loads(legacy.read_text())
+        recipe = recipe.replace(
+            weights=t.get("weights") or "",
+            freeze=t.get("freeze") or "none",
+            lr_mult=t.get("lr_mult") or "",
+            unfreeze_at=t.get("unfreeze_at") or 0,
+        )
+    return recipe, json.loads((run / "run.json").read_text())
 
 
 METRIC_FIELDS = ("epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "img_per_s")

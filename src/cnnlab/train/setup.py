@@ -1,8 +1,11 @@
-"""Setting a run up: the model for the data (class count, channels, input size), and what its files record."""
+"""Setting a run up: the model for the data (class count, channels, input size), pretrained weights and
+freezing, and what the run's files record. `loop._setup` calls these for `cnnlab train`, `--resume` and every
+experiment alike."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
@@ -87,3 +90,48 @@ def model_meta(recipe: Recipe, data: DataBundle, model: nn.Module) -> dict[str, 
         "std": [float(v) for v in data.std],
         "data": data.spec,
     }
+
+
+@dataclass
+class Transfer:
+    """The fine-tuning part of a run: what is frozen, the learning-rate multipliers, gradual unfreezing."""
+
+    plan: Any  # finetune.FreezePlan
+    mults: dict[str, float]
+    unfreeze_at: int
+
+    def train_mode(self, model: nn.Module) -> None:
+        from cnnlab.train.finetune import set_train_mode
+
+        set_train_mode(model, self.plan)  # frozen BatchNorm stays in eval mode
+
+    def epoch_start(self, model: nn.Module, epoch: int, log: Callable[[str], None]) -> None:
+        from cnnlab.train.finetune import set_train_mode, unfreeze
+
+        if self.unfreeze_at and self.plan.frozen and epoch >= self.unfreeze_at:
+            parts = ", ".join(self.plan.frozen)
+            unfreeze(model, self.plan)
+            set_train_mode(model, self.plan)
+            log(f"epoch {epoch + 1}: unfrozen {parts}")
+
+
+def prepare_transfer(recipe: Recipe, model: nn.Module, load_weights: bool, log: Callable[[str], None]) -> Transfer:
+    """Load `recipe.weights` (unless a checkpoint will replace them) and freeze as `recipe.freeze` says."""
+    from cnnlab.train.finetune import FreezePlan, apply_freeze, parse_lr_mult, plan_freeze
+
+    if recipe.weights and load_weights:
+        from cnnlab.registry import get_entry
+        from cnnlab.train.pretrained import load_pretrained, read_source
+
+        family = get_entry(recipe.model).family
+        for note in load_pretrained(model, family, read_source(recipe.weights), recipe.weights):
+            log(note)
+    elif recipe.weights:
+        log(f"resume: weights come from the run's checkpoint, not {recipe.weights}")
+    # Only a fine-tuning recipe needs the anatomy (custom networks passed to train() may have none).
+    plan = plan_freeze(model, recipe.freeze) if recipe.freeze != "none" else FreezePlan()
+    mults = parse_lr_mult(recipe.lr_mult, model) if recipe.lr_mult else {}
+    apply_freeze(model, plan)
+    if plan.frozen:
+        log(f"frozen ({recipe.freeze}): {', '.join(plan.frozen)}; their BatchNorm stays in eval mode")
+    return Transfer(plan, mults, recipe.unfreeze_at)
