@@ -5,7 +5,8 @@ fingerprint bit-identical. The figures depend on the CPU's kernels and the torch
 by CPU and compared only with one written on the same kind of machine and torch:
 
     .venv/bin/python benchmarks/weights_fingerprint.py                    # write benchmarks/results/...-<cpu>.csv
-    .venv/bin/python benchmarks/weights_fingerprint.py --check FILE       # compare with an earlier file
+    .venv/bin/python benchmarks/weights_fingerprint.py --check FILE       # compare with an earlier file (writes
+                                                                          # nothing unless --csv is given)
 
 Each case trains through `cnnlab.train.loop.train` (one thread, 12 steps of batch 16 on 32x32 `shapes`, a
 checkpoint every 5 steps). Exact resume is the tests' job (tests/train/test_resume.py).
@@ -93,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", nargs="+", default=list(CASES))
     p.add_argument("--csv", help="where to write (default benchmarks/results/weights_fingerprint-<cpu>.csv)")
     args = p.parse_args(argv)
+    before = {}
+    if args.check:  # read first: the default output path may be the very file being checked
+        with open(args.check, newline="") as f:
+            before = {r["case"]: r for r in csv.DictReader(f)}
     print(cpu_line(), f"torch {torch.__version__}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,21 +105,19 @@ def main(argv: list[str] | None = None) -> int:
             row = fingerprint(name, CASES[name], Path(tmp))
             rows.append(row)
             print(f"{name:<28} {row['sha256'][:16]}")
-    out = write_csv(Path(args.csv) if args.csv else result_path("weights_fingerprint"), rows)
-    print(f"written: {out}")
     bad = []
-    if args.check:
-        with open(args.check, newline="") as f:
-            before = {r["case"]: r for r in csv.DictReader(f)}
-        for r in rows:
-            b = before.get(r["case"])
-            same = b is not None and b["sha256"] == r["sha256"]
-            print(f"{r['case']:<28} {'identical' if same else 'DIFFERENT' if b else 'new'}")
-            if b is not None and not same:
-                bad.append(r["case"])
-            here = (torch.__version__, machine.speed_flags())
-            if b is not None and (b.get("torch"), b.get("cpu_flags")) != here:
-                print("  (the earlier file comes from another torch or CPU: a difference may not be a change)")
+    for r in rows if args.check else []:
+        b = before.get(r["case"])
+        same = b is not None and b["sha256"] == r["sha256"]
+        print(f"{r['case']:<28} {'identical' if same else 'DIFFERENT' if b else 'new'}")
+        if b is not None and not same:
+            bad.append(r["case"])
+        here = (torch.__version__, machine.speed_flags())
+        if b is not None and (b.get("torch"), b.get("cpu_flags")) != here:
+            print("  (the earlier file comes from another torch or CPU: a difference may not be a change)")
+    if args.csv or not args.check:  # a check writes only where asked, never over its own baseline
+        out = write_csv(Path(args.csv) if args.csv else result_path("weights_fingerprint"), rows)
+        print(f"written: {out}")
     return 1 if bad else 0
 
 

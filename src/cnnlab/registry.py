@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import UnknownNameError
-from cnnlab.models import discover_families
+from cnnlab.models import FAMILIES
 from cnnlab.models.base import ClassifierNet, Family, Paper, Published
 
 
@@ -22,15 +22,20 @@ class Entry:
     spec: Any
 
 
-@cache
-def _registry() -> dict[str, Entry]:
+def build_table(families: tuple[Family, ...]) -> dict[str, Entry]:
+    """name -> Entry for every variant of `families`; a name registered twice raises RuntimeError."""
     table: dict[str, Entry] = {}
-    for family in discover_families():
+    for family in families:
         for name, spec in family.specs.items():
             if name in table:
                 raise RuntimeError(f"model '{name}' is registered twice ({table[name].family.name}, {family.name})")
             table[name] = Entry(name, family, spec)
     return table
+
+
+@cache
+def _registry() -> dict[str, Entry]:
+    return build_table(FAMILIES)
 
 
 def get_entry(name: str) -> Entry:
@@ -66,17 +71,18 @@ def create_model(
 ) -> ClassifierNet:
     """Build a registered model.
 
-    `overrides` are fields of the family's spec (checked: a misspelt key raises TypeError). `weights` is a
-    `.safetensors`, `.pt` or `.pth` file with cnnlab's or torchvision's keys, read without unpickling code.
-    With weights and no `num_classes`, the class count is taken from the file.
+    `overrides` are fields of the family's spec (checked: a misspelt key raises TypeError). `weights` is any
+    source cnnlab.weights.read_weights takes (a `.safetensors`, `.pt` or `.pth` file with cnnlab's, torchvision's
+    or timm's keys, a run directory or checkpoint, torchvision:NAME), read without unpickling code.
+    With weights and no `num_classes`, the class count is taken from the file; with both, they must agree.
     """
     entry = get_entry(name)
     spec = resolve_spec(name, **overrides)
     state = None
     if weights is not None:
-        from cnnlab.weights import load_state_dict
+        from cnnlab.weights import read_weights
 
-        state = load_state_dict(weights)  # read first: a bad file fails before any network is built
+        state, _ = read_weights(weights)  # read first: a bad file fails before any network is built
     requested = num_classes
     if in_chans is None:
         in_chans = entry.family.input_size(name, spec)[0]  # LeNet-5 reads 1-channel images
@@ -85,12 +91,10 @@ def create_model(
     model = entry.family.build(spec, num_classes=num_classes, in_chans=in_chans)
     model.model_name = name
     if state is not None:
-        from cnnlab.weights import head_classes, load_into, map_foreign_keys
+        from cnnlab.weights import load_into
 
-        state = map_foreign_keys(entry.family, state, model)
-        if requested is None and (n := head_classes(model, state)) is not None:
-            model.reset_head(n)  # no class count asked for: take the file's
-        load_into(model, state, source=str(weights))
+        # No class count asked for: take the file's; one asked for: a file for another count does not fit.
+        load_into(model, state, str(weights), family=entry.family, head="adopt" if requested is None else "strict")
     return model
 
 

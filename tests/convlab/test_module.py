@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab import convlab
-
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
+from tests.conftest import SHARED
 
 
 @pytest.mark.parametrize("algorithm", convlab.ALGORITHMS)

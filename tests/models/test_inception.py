@@ -74,7 +74,7 @@ def test_aux_logits_false_drops_the_heads(name: str):
 
 
 def test_published_counts_with_and_without_aux():
-    # REFERENCES.md §1: GoogLeNet's 6,624,904 is without its aux heads, Inception-v3's 27,161,264 with.
+    # torchvision's metadata: GoogLeNet's 6,624,904 is without its aux heads, Inception-v3's 27,161,264 with.
     assert n_params(meta_model("googlenet", aux_logits=False)) == 6_624_904
     assert cnnlab.model_info("googlenet").published.params is None  # the default model has aux heads
     assert n_params(meta_model("inception_v3")) == 27_161_264

@@ -43,7 +43,7 @@ def meta(name: str, **overrides) -> nn.Module:
         return cnnlab.create_model(name, **overrides)
 
 
-# --- MobileNet v1: Tables 6 and 7 of Howard et al. 2017 (REFERENCES.md §2) -------------------------------------
+# --- MobileNet v1: Tables 6 and 7 of Howard et al. 2017 (arXiv:1704.04861) ---------------------------------------
 
 V1_ALPHA = {  # name: (params in millions, MACs in millions at 224), Table 6
     "mobilenet_v1": (4.2, 569),

@@ -231,7 +231,7 @@ def test_resnext_groups(name: str, groups: int, width0: int):
 
 
 def test_resnext_block_cost_matches_paper_formula():
-    """REFERENCES.md §5: with 4C = 256 in, G groups of width c: (8Cc + 9c^2) x H x W x G MACs (C = 64)."""
+    """Xie et al. 2017, Sec. 3.4 and Table 2: with 4C = 256 in, G groups of width c: (8Cc + 9c^2) x H x W x G MACs."""
     for g, c in ((1, 64), (4, 24), (32, 4)):
         block = Bottleneck(256, g * c, 256, groups=g).to("meta")
         macs = conv_linear_macs(block, (256, 14, 14))

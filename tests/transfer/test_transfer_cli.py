@@ -292,3 +292,22 @@ def test_torchrun_gradual_unfreezing_matches_one_process_and_resumes(tmp_path):
     _torchrun_cli(["train", "--resume", str(resumed), "--no-progress"])
     c = CheckpointDir(resumed / "checkpoints").latest().load_weights()[0]
     assert [k for k in a if not torch.equal(a[k], c[k])] == []  # bit for bit, as with one process
+
+
+def test_transfer_settings_are_recipe_fields_and_old_runs_transfer_json_is_read(tmp_path):
+    from cnnlab.train.recipe import load_recipe
+    from cnnlab.train.rundir import write_start
+
+    run = tmp_path / "old"
+    write_start(run, load_recipe(None, model="resnet20", data=TINY4), {"classes": []}, {})
+    text = (run / "recipe.toml").read_text()
+    # A run written before the fields existed: recipe.toml without them, the settings in transfer.json.
+    (run / "recipe.toml").write_text("".join(line + "\n" for line in text.splitlines()
+                                             if line.split(" ")[0] not in {"weights", "freeze", "lr_mult",
+                                                                           "unfreeze_at"}))  # fmt: skip
+    (run / "transfer.json").write_text(json.dumps({"weights": "/w.pth", "freeze": "stages:1", "lr_mult": "head=1",
+                                                   "unfreeze_at": 2}))  # fmt: skip
+    r = read_run(run)[0]
+    assert (r.weights, r.freeze, r.lr_mult, r.unfreeze_at) == ("/w.pth", "stages:1", "head=1", 2)
+    with pytest.raises(Exception, match="--unfreeze-at needs --freeze"):
+        load_recipe(None, unfreeze_at=1)

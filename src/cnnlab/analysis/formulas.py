@@ -1,7 +1,7 @@
 """Cost formulas per aten op: multiply-accumulates (MACs) and floating-point operations (FLOPs).
 
 MACs count only the weight multiply-adds of convolution, linear and matmul-family ops, bias excluded: the unit
-of the papers, the EECS 498 tables and torchvision's "GFLOPS" (REFERENCES.md). FLOPs count everything:
+of the papers, the EECS 498 tables and torchvision's "GFLOPS" (its weights metadata, `_ops`). FLOPs count everything:
 
     op                                   MACs                              FLOPs
     convolution (N,Cin,*in)->(N,Cout,*out) N*Cout*prod(out) * Cin/g*prod(k)  2*MACs (+ out elems with bias)

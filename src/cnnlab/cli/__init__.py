@@ -1,11 +1,12 @@
-"""The one entry point `cnnlab`. Each subcommand is a module of this package exposing
+"""The one entry point `cnnlab`. Each subcommand is a module of this package, listed in `COMMANDS`, exposing
 
     HELP: str                                   # one line for `cnnlab --help`
     def add_arguments(p: argparse.ArgumentParser) -> None
     def run(args: argparse.Namespace) -> int
 
 A module may set `NAME` to choose its command name (`main_job.py` is `cnnlab main`: a module named `main` would
-shadow this package's `main` function). Subcommands are thin wrappers over the library. A CnnlabError (or a
+shadow this package's `main` function); a name registered twice raises. Subcommands are thin wrappers over the
+library. A CnnlabError (or a
 ValueError/TypeError/KeyError raised by bad input) becomes one line on stderr and exit code 2, never a traceback;
 so does a bad flag (with the close match), and a Python warning becomes one `warning:` line.
 """
@@ -15,20 +16,47 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
-import importlib
 import os
-import pkgutil
 import re
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import ModuleType
 
+from cnnlab.cli import (
+    analyze,
+    compare,
+    conv,
+    data,
+    eval,
+    features,
+    main_job,
+    models,
+    predict,
+    reproduce,
+    train,
+    weights,
+)
 from cnnlab.errors import CnnlabError
 
+# The subcommands: adding one is adding its module and one entry here (grep finds where `train` is registered).
+COMMANDS: tuple[ModuleType, ...] = (
+    analyze,
+    compare,
+    conv,
+    data,
+    eval,
+    features,
+    main_job,
+    models,
+    predict,
+    reproduce,
+    train,
+    weights,
+)
+
 _PACKAGE = Path(__file__).resolve().parents[1]  # src/cnnlab: where cnnlab's own warnings come from
-# Module names that are not subcommands.
-_NOT_COMMANDS = {"common"}
 # What a shell reports for a process killed by SIGPIPE (128 + 13): `cnnlab models | head -1` ends like `yes | head`.
 _EXIT_BROKEN_PIPE = 141
 
@@ -94,14 +122,19 @@ def version_line() -> str:
     return f"cnnlab {cnnlab.__version__} (torch {torch.__version__})"
 
 
-def _commands() -> dict[str, object]:
-    found = {}
-    for mod in pkgutil.iter_modules(__path__):
-        if mod.name.startswith("_") or mod.name in _NOT_COMMANDS:
-            continue
-        module = importlib.import_module(f"{__name__}.{mod.name}")
-        found[getattr(module, "NAME", mod.name.replace("_", "-"))] = module
-    return dict(sorted(found.items()))
+def command_name(module: ModuleType) -> str:
+    """`NAME` if the module sets one, else its module name with "-" for "_" (`cli/main_job.py` sets "main")."""
+    return getattr(module, "NAME", module.__name__.rsplit(".", 1)[-1].replace("_", "-"))
+
+
+def _commands() -> dict[str, ModuleType]:
+    found: dict[str, ModuleType] = {}
+    for module in COMMANDS:
+        name = command_name(module)
+        if name in found:
+            raise RuntimeError(f"command '{name}' is registered twice ({found[name].__name__}, {module.__name__})")
+        found[name] = module
+    return dict(sorted(found.items()))  # `cnnlab --help` lists them alphabetically
 
 
 def build_parser() -> argparse.ArgumentParser:

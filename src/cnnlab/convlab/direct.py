@@ -12,12 +12,22 @@ from __future__ import annotations
 import torch
 
 from cnnlab.convlab import workspace
-from cnnlab.convlab._common import IntOrPair, Padding, batched, check_args, finish, pad_input
+from cnnlab.convlab._common import ConvGeometry, IntOrPair, Padding, batched, check_args, finish, pad_input
 
 
 def accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
     """The oracle accumulates half types in float32, so its own rounding does not hide other errors."""
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def direct_workspace_bytes(g: ConvGeometry, dtype: torch.dtype) -> int:
+    """The padded input and the (N, K, Ho, Wo) accumulator, in the accumulation dtype."""
+    ho, wo = g.out_hw
+    acc = workspace.elem_bytes(accumulate_dtype(dtype))
+    return workspace.padded_input_elems(g) * workspace.elem_bytes(dtype) + g.n * g.c_out * ho * wo * acc
+
+
+workspace.register_formula("direct", direct_workspace_bytes)
 
 
 def conv2d_direct(

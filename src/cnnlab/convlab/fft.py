@@ -19,11 +19,38 @@ from __future__ import annotations
 import torch
 
 from cnnlab.convlab import workspace
-from cnnlab.convlab._common import IntOrPair, Padding, batched, check_args, fast_len, finish, pad_input
+from cnnlab.convlab._common import (
+    ConvGeometry,
+    IntOrPair,
+    Padding,
+    batched,
+    check_args,
+    fast_len,
+    finish,
+    pad_input,
+)
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def fft_workspace_bytes(g: ConvGeometry, dtype: torch.dtype) -> int:
+    """Upcast copies (half types), padded input, dilated weight, the spectra and the full stride-1 output."""
+    e, ce = workspace.elem_bytes(dtype), workspace.elem_bytes(compute_dtype(dtype))
+    n, c, k, cg = g.n, g.c_in, g.c_out, g.c_in // g.groups
+    hp, wp = g.padded_hw
+    upcast = (n * c * g.h * g.w + k * cg * g.kh * g.kw) * ce if ce != e else 0
+    ekh, ekw = g.eff_kernel
+    dilated = k * cg * ekh * ekw if g.dilation != (1, 1) else 0
+    hf, wf = fast_len(hp), fast_len(wp)
+    bins = hf * (wf // 2 + 1)
+    # input and weight spectra, each also permuted for the matmul; output spectrum, permuted back
+    spectra_complex = 2 * (n * c * bins) + 2 * (k * cg * bins) + 2 * (n * k * bins)
+    return upcast + (workspace.padded_input_elems(g) + dilated + n * k * hf * wf) * ce + spectra_complex * 2 * ce
+
+
+workspace.register_formula("fft", fft_workspace_bytes)
 
 
 def conv2d_fft(

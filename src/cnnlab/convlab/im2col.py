@@ -12,7 +12,16 @@ from __future__ import annotations
 import torch
 
 from cnnlab.convlab import workspace
-from cnnlab.convlab._common import IntOrPair, Padding, batched, check_args, finish, geometry, pad_input
+from cnnlab.convlab._common import (
+    ConvGeometry,
+    IntOrPair,
+    Padding,
+    batched,
+    check_args,
+    finish,
+    geometry,
+    pad_input,
+)
 
 # DEVIATION: the textbook im2col builds one buffer for the whole batch. Like Caffe (one image at a time) we
 # build it for as many samples as fit in this budget and loop: the buffer stays small enough for the
@@ -37,10 +46,21 @@ def column_bytes(
     dtype: torch.dtype = torch.float32,
 ) -> int:
     """Bytes of im2col's column buffer (n, C*kH*kW, Ho*Wo), n = the samples per chunk (see above)."""
-    geo = geometry(input_shape, weight_shape, stride, padding, dilation, groups)
-    ho, wo = geo.out_hw
-    per_sample = geo.c_in * geo.kh * geo.kw * ho * wo * torch.empty((), dtype=dtype).element_size()
-    return samples_per_chunk(per_sample, geo.n) * per_sample
+    return _columns_bytes(geometry(input_shape, weight_shape, stride, padding, dilation, groups), dtype)
+
+
+def _columns_bytes(g: ConvGeometry, dtype: torch.dtype) -> int:
+    ho, wo = g.out_hw
+    per_sample = g.c_in * g.kh * g.kw * ho * wo * workspace.elem_bytes(dtype)
+    return samples_per_chunk(per_sample, g.n) * per_sample
+
+
+def im2col_workspace_bytes(g: ConvGeometry, dtype: torch.dtype) -> int:
+    """The padded input and one chunk's column buffer (reused across chunks)."""
+    return workspace.padded_input_elems(g) * workspace.elem_bytes(dtype) + _columns_bytes(g, dtype)
+
+
+workspace.register_formula("im2col", im2col_workspace_bytes)
 
 
 def conv2d_im2col(

@@ -27,7 +27,7 @@ F(4,3) use the same):  F(2,3): 0, 1, -1, inf.  F(4,3): 0, 1, -1, 2, -2, inf.
 F(6,3): 0, 1, -1, 2, -2, 1/2, -1/2, inf.
 
 Precision: the transforms grow the values (F(6,3)'s B_t has entries up to 21/4 and A_t up to 2^5 = 32), so
-error grows with the tile. float32 and float16 compute in their own dtype (float16 meets REFERENCES.md sec. 6's
+error grows with the tile. float32 and float16 compute in their own dtype (float16 meets convlab.bench.TOLERANCES,
 3e-3 / 3e-2 / 5e-2). bfloat16 has 8 bits of mantissa: F(2,3) is fine, but F(4,3) and F(6,3) are off by
 several percent, so they compute in bfloat16 as asked and emit a WinogradPrecisionWarning (warn rather than
 refuse: the CLI's check table shows the size of the error, which is the lesson).
@@ -38,7 +38,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import cache
+from functools import cache, partial
 
 import torch
 
@@ -327,3 +327,27 @@ def conv2d_winograd(
     if not is_channels_last(input):  # else `finish` keeps it channels-last (copying only if cropped), as F.conv2d
         out = out.contiguous()
     return finish(out, bias, input, unbatched)
+
+
+def winograd_workspace_bytes(g: ConvGeometry, dtype: torch.dtype, tile: int) -> int:
+    """The buffers conv2d_winograd records: padded input, the tiles through the input transform (V), U (and the
+    reordered filters when large), M, and the output tiles through the output transform and stitching."""
+    e = workspace.elem_bytes(dtype)
+    m, alpha = tile, tile + R - 1
+    n, c, k, cg = g.n, g.c_in, g.c_out, g.c_in // g.groups
+    n_h, n_w = tile_counts(g, m)
+    tiles = n * n_h * n_w
+    padded_tiles = n * c * (n_h * m + R - 1) * (n_w * m + R - 1)  # padded up to whole tiles
+    # input tiles gathered, after the row transform, after the column transform (V)
+    data = 3 * alpha**2 * tiles * c
+    # read at call time, so that a test may move the threshold (as weight_transform reads it)
+    reordered = R * R * k * cg if cg * (k // g.groups) * e >= REORDER_FILTERS_BYTES else 0
+    filters = alpha**2 * k * cg + reordered  # U, and the filters reordered for it when large
+    products = alpha**2 * tiles * k  # M
+    # M after the row transform, after the column transform, then stitched into an image
+    outputs = m * alpha * tiles * k + 2 * m * m * tiles * k
+    return (padded_tiles + data + filters + products + outputs) * e
+
+
+for _tile in TILES:
+    workspace.register_formula(f"winograd{_tile}", partial(winograd_workspace_bytes, tile=_tile))

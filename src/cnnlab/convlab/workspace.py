@@ -5,6 +5,10 @@
 counted, nor are short-lived temporaries inside single torch ops. Every implementation calls `record` on
 each such buffer, so `capture()` lets a test compare the formula with the real tensors' bytes.
 
+Each algorithm owns its formula, beside the code whose buffers it counts, and registers it here with
+`register_formula` when its module is imported (cnnlab/convlab/__init__.py imports them all, and Python runs
+that before any submodule). This module imports none of them: the algorithms import it, never the reverse.
+
 `guard` refuses, before allocating, a workspace over the limit (default 2 GiB; change it with
 `workspace_limit(...)` or `set_workspace_limit(...)`).
 """
@@ -12,16 +16,19 @@ each such buffer, so `capture()` lets a test compare the formula with the real t
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
-from cnnlab.convlab._common import ConvGeometry, IntOrPair, Padding, fast_len, geometry
+from cnnlab.convlab._common import ConvGeometry, IntOrPair, Padding, geometry
 from cnnlab.errors import CnnlabError, UnknownNameError
 
 DEFAULT_LIMIT_BYTES = 2 * 1024**3
-ALGORITHMS = ("direct", "im2col", "fft", "winograd2", "winograd4", "winograd6")
 
+# A workspace formula: bytes of the buffers one algorithm holds at once, from shapes alone (no tensors).
+Formula = Callable[[ConvGeometry, torch.dtype], int]
+
+_formulas: dict[str, Formula] = {}  # algorithm name -> its formula, filled by register_formula
 _limit_bytes = DEFAULT_LIMIT_BYTES
 _captures: list[list[tuple[str, int]]] = []
 
@@ -30,55 +37,28 @@ class WorkspaceLimitError(CnnlabError, MemoryError):
     """A convolution's workspace would exceed the configured limit."""
 
 
-def _elem_bytes(dtype: torch.dtype) -> int:
+def register_formula(algorithm: str, formula: Formula) -> None:
+    """Make `formula` the workspace formula of `algorithm`; a name registered twice raises."""
+    if algorithm in _formulas:
+        raise RuntimeError(f"convolution algorithm '{algorithm}' has a workspace formula already")
+    _formulas[algorithm] = formula
+
+
+def elem_bytes(dtype: torch.dtype) -> int:
+    """Bytes of one element of `dtype`."""
     return torch.empty((), dtype=dtype).element_size()
 
 
-def _half_to_float(dtype: torch.dtype) -> torch.dtype:
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+def padded_input_elems(g: ConvGeometry) -> int:
+    """Elements of the zero-padded copy of the input (N, C, Hp, Wp); 0 when there is no padding (no copy)."""
+    hp, wp = g.padded_hw
+    return g.n * g.c_in * hp * wp if any(g.pad) else 0
 
 
 def _formula(algorithm: str, g: ConvGeometry, dtype: torch.dtype) -> int:
-    e = _elem_bytes(dtype)
-    n, c, k, cg = g.n, g.c_in, g.c_out, g.c_in // g.groups
-    hp, wp = g.padded_hw
-    ho, wo = g.out_hw
-    padded = n * c * hp * wp if any(g.pad) else 0
-    if algorithm == "direct":
-        acc = _elem_bytes(_half_to_float(dtype))
-        return padded * e + n * k * ho * wo * acc
-    if algorithm == "im2col":
-        from cnnlab.convlab.im2col import samples_per_chunk
-
-        per_sample = c * g.kh * g.kw * ho * wo * e
-        return padded * e + samples_per_chunk(per_sample, n) * per_sample
-    if algorithm == "fft":
-        ce = _elem_bytes(_half_to_float(dtype))
-        upcast = (n * c * g.h * g.w + k * cg * g.kh * g.kw) * ce if ce != e else 0
-        ekh, ekw = g.eff_kernel
-        dilated = k * cg * ekh * ekw if g.dilation != (1, 1) else 0
-        hf, wf = fast_len(hp), fast_len(wp)
-        bins = hf * (wf // 2 + 1)
-        # input and weight spectra, each also permuted for the matmul; output spectrum, permuted back
-        spectra_complex = 2 * (n * c * bins) + 2 * (k * cg * bins) + 2 * (n * k * bins)
-        return upcast + (padded + dilated + n * k * hf * wf) * ce + spectra_complex * 2 * ce
-    if algorithm.startswith("winograd"):
-        m = int(algorithm[len("winograd") :])
-        alpha = m + 2
-        n_h, n_w = -(-ho // m), -(-wo // m)
-        tiles = n * n_h * n_w
-        padded_tiles = n * c * (n_h * m + 2) * (n_w * m + 2)
-        # input tiles gathered, after the row transform, after the column transform (V)
-        data = 3 * alpha**2 * tiles * c
-        from cnnlab.convlab.winograd import REORDER_FILTERS_BYTES
-
-        reordered = 9 * k * cg if cg * (k // g.groups) * e >= REORDER_FILTERS_BYTES else 0
-        filters = alpha**2 * k * cg + reordered  # U, and the filters reordered for it when large
-        products = alpha**2 * tiles * k  # M
-        # M after the row transform, after the column transform, then stitched into an image
-        outputs = m * alpha * tiles * k + 2 * m * m * tiles * k
-        return (padded_tiles + data + filters + products + outputs) * e
-    raise UnknownNameError("convolution algorithm", algorithm, ALGORITHMS)
+    if algorithm not in _formulas:
+        raise UnknownNameError("convolution algorithm", algorithm, _formulas)
+    return _formulas[algorithm](g, dtype)
 
 
 def workspace_bytes(
@@ -92,8 +72,8 @@ def workspace_bytes(
     dtype: torch.dtype = torch.float32,
 ) -> int:
     """Bytes of the intermediate buffers `algorithm` creates for F.conv2d-style arguments."""
-    if algorithm not in ALGORITHMS:
-        raise UnknownNameError("convolution algorithm", algorithm, ALGORITHMS)
+    if algorithm not in _formulas:  # checked before the arguments, as ever
+        raise UnknownNameError("convolution algorithm", algorithm, _formulas)
     return _formula(algorithm, geometry(input_shape, weight_shape, stride, padding, dilation, groups), dtype)
 
 

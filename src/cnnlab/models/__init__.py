@@ -1,24 +1,44 @@
 """Model families: one module per family, each defining `FAMILY` (see base.Family).
 
-Families are discovered by importing every module of this package that defines FAMILY, so adding a family is
-adding one file.
+`FAMILIES` is the registration: adding a family is adding its file and one entry here, so grep finds where a
+family is registered (torchvision's `_api.py` does the same with a decorator). The registry
+(cnnlab.registry) builds its name -> (family, spec) table from it and raises on a name registered twice.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from cnnlab.models import (
+    alexnet,
+    densenet,
+    efficientnet,
+    googlenet,
+    inception_v3,
+    inception_v4,
+    lenet,
+    mobilenet_v1,
+    mobilenet_v2,
+    resnet,
+    shufflenet_v2,
+    squeezenet,
+    vgg,
+    zfnet,
+)
 from cnnlab.models.base import Family
 
-
-def discover_families() -> list[Family]:
-    families = []
-    for mod in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if mod.name == "base":
-            continue
-        module = importlib.import_module(f"{__name__}.{mod.name}")
-        family = getattr(module, "FAMILY", None)
-        if isinstance(family, Family):
-            families.append(family)
-    return families
+# In module-name order, the order the registry (and so every listing before sorting) has always seen them in.
+FAMILIES: tuple[Family, ...] = (
+    alexnet.FAMILY,
+    densenet.FAMILY,
+    efficientnet.FAMILY,
+    googlenet.FAMILY,
+    inception_v3.FAMILY,
+    inception_v4.FAMILY,
+    lenet.FAMILY,
+    mobilenet_v1.FAMILY,
+    mobilenet_v2.FAMILY,
+    resnet.FAMILY,
+    shufflenet_v2.FAMILY,
+    squeezenet.FAMILY,
+    vgg.FAMILY,
+    zfnet.FAMILY,
+)

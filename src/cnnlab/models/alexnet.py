@@ -18,11 +18,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
 from torch import nn
 
 from cnnlab.models.base import ClassifierNet, Family, Paper, Published, StageInfo
-from cnnlab.nn.heads import Head
+from cnnlab.nn.heads import FCHead
 from cnnlab.nn.lrn import LRN
 
 # One conv layer: out channels, kernel, stride, padding, groups, and what follows its ReLU in order
@@ -69,60 +68,6 @@ SPECS = {
     # before fc6, and dropout on the inputs of fc6 and fc7 rather than their outputs.
     "alexnet": AlexNetSpec(ONE_WEIRD_TRICK, dropout_first=True, adaptive_pool=True, resolution=224),
 }
-
-
-class FCHead(Head):
-    """pool5 map -> flatten -> fc6, fc7 (Linear-ReLU, with dropout) -> fc: the head of AlexNet, ZFNet and VGG.
-
-    `hidden` is one flat Sequential (Linear, ReLU, Dropout or Dropout, Linear, ReLU per layer), so its indices
-    line up with torchvision's `classifier`.
-    """
-
-    def __init__(
-        self,
-        in_ch: int,
-        map_size: int,
-        fc: tuple[int, ...],
-        num_classes: int,
-        dropout: float,
-        dropout_first: bool = False,
-        adaptive_pool: bool = True,
-    ):
-        super().__init__()
-        self.map_size = map_size
-        # DEVIATION (where enabled): the papers' fc6 reads a fixed pool5 map; torchvision average-pools to it.
-        self.pool = nn.AdaptiveAvgPool2d(map_size) if adaptive_pool else nn.Identity()
-        self.flatten = nn.Flatten(1)
-        layers: list[nn.Module] = []
-        n = in_ch * map_size * map_size
-        for width in fc:
-            block = [_linear(n, width), nn.ReLU(inplace=True)]
-            layers += [nn.Dropout(dropout), *block] if dropout_first else [*block, nn.Dropout(dropout)]
-            n = width
-        self.hidden = nn.Sequential(*layers)
-        self.fc = _linear(n, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(x)
-        if tuple(x.shape[-2:]) != (self.map_size, self.map_size):
-            raise ValueError(
-                f"fc6 reads {self.map_size}x{self.map_size} feature maps, got {x.shape[-2]}x{x.shape[-1]}: use "
-                "the input size the network was built for, or build it with adaptive_pool=True"
-            )
-        return self.fc(self.hidden(self.flatten(x)))
-
-
-def _linear(in_features: int, out_features: int) -> nn.Linear:
-    """A Linear with weights N(0, 0.01) and zero biases (AlexNet Sec. 5, VGG Sec. 3.1).
-
-    Built uninitialised first: fc6 has up to 10^8 weights, and drawing them twice (PyTorch's default init, then
-    ours) doubles the cost of building the model.
-    """
-    device = torch.empty(0).device  # the default device, honouring `with torch.device(...)` (meta in model_info)
-    layer = nn.utils.skip_init(nn.Linear, in_features, out_features, device=device)
-    nn.init.normal_(layer.weight, 0.0, 0.01)
-    nn.init.zeros_(layer.bias)
-    return layer
 
 
 def min_input_size(spec: AlexNetSpec) -> int:
@@ -225,7 +170,7 @@ FAMILY = Family(
     input_size=lambda name, spec: (3, spec.resolution, spec.resolution),
     published={
         "alexnet": Published(
-            params=61_100_840, gmacs=0.714, top1=56.522, source="torchvision metadata (REFERENCES.md §1)"
+            params=61_100_840, gmacs=0.714, top1=56.522, source="torchvision AlexNet_Weights.IMAGENET1K_V1 metadata"
         ),
         # The paper rounds its size to "60 million parameters"; the exact count is recomputed in the tests.
         "alexnet_paper": Published(top1=59.3, source="Krizhevsky et al. 2012, Table 2: 1 CNN, 40.7% val error"),

@@ -88,6 +88,37 @@ class ClassifierNet(nn.Module):
         return self.head.num_classes
 
 
+class AuxClassifierNet(ClassifierNet):
+    """A ClassifierNet with auxiliary classifiers on named blocks inside its stages (GoogLeNet, Inception-v3).
+
+    `aux_heads` maps a head's name to the head; `aux_taps` maps it to "<stage index>.<block name>", whose output
+    it reads. In training mode, forward returns AuxOutputs(logits, aux) with aux in the order of
+    `aux_heads` (from the input side); in eval mode, or with no aux heads, only the logits.
+    """
+
+    aux_heads: nn.ModuleDict
+    aux_taps: dict[str, str]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | AuxOutputs:
+        if not (self.training and len(self.aux_heads) > 0):
+            return super().forward(x)
+        self.check_input(x)
+        readers = {tap: name for name, tap in self.aux_taps.items()}
+        aux: dict[str, torch.Tensor] = {}
+        x = self.stem(x)
+        for i, stage in enumerate(self.stages):
+            for block_name, block in stage.named_children():
+                x = block(x)
+                if (name := readers.get(f"{i}.{block_name}")) is not None:
+                    aux[name] = self.aux_heads[name](x)
+        return AuxOutputs(self.head(x), tuple(aux[name] for name in self.aux_heads))
+
+    def reset_head(self, num_classes: int) -> None:
+        super().reset_head(num_classes)
+        for head in self.aux_heads.values():  # fine-tuning trains them too
+            head.reset(num_classes)
+
+
 @dataclass(frozen=True)
 class Paper:
     title: str

@@ -122,7 +122,7 @@ def _tv_rules(num_blocks: int = 4) -> tuple[tuple[str, str], ...]:
     return tuple(rules)
 
 
-_TV = "torchvision V1 weights (REFERENCES.md §1)"
+_TV = "torchvision's IMAGENET1K_V1 weights metadata (num_params, _ops, acc@1)"
 
 FAMILY = Family(
     name="densenet",

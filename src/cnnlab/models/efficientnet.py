@@ -210,7 +210,7 @@ def _deviations(name: str) -> tuple[str, ...]:
     return tuple(found)
 
 
-_TV = "torchvision metadata (REFERENCES.md §1)"
+_TV = "torchvision's IMAGENET1K_V1 weights metadata (num_params, _ops, acc@1)"
 # (params, GMACs at the eval crop, top-1) of torchvision's V1 weights.
 _PUBLISHED = {
     "efficientnet_b0": (5_288_548, 0.386, 77.692),

@@ -16,8 +16,7 @@ from functools import partial
 
 from torch import nn
 
-from cnnlab.models.base import Family, Paper, Published, StageInfo
-from cnnlab.models.googlenet import AuxClassifierNet
+from cnnlab.models.base import AuxClassifierNet, Family, Paper, Published, StageInfo
 from cnnlab.nn.conv import ConvBNAct
 from cnnlab.nn.heads import PoolLinearHead
 from cnnlab.nn.inception import (

@@ -146,8 +146,8 @@ FAMILY = Family(
     build=lambda spec, num_classes, in_chans: InceptionV4(spec, num_classes, in_chans),
     input_size=lambda name, spec: (3, 299, 299),
     published={
-        "inception_v4": Published(params=42_679_816, source="REFERENCES.md §2; timm inception_v4"),
-        "inception_resnet_v2": Published(params=55_843_464, source="REFERENCES.md §2; timm inception_resnet_v2"),
+        "inception_v4": Published(params=42_679_816, source="timm inception_v4's parameter count"),
+        "inception_resnet_v2": Published(params=55_843_464, source="timm inception_resnet_v2's parameter count"),
     },
     deviations={
         "inception_v4": ("1x7 / 7x1 order and Inception-C's 3x1-then-1x3 as in the released model, not Figs. 3, 5, 6",),

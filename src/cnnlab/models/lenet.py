@@ -73,7 +73,7 @@ FAMILY = Family(
     specs=SPECS,
     build=lambda spec, num_classes, in_chans: LeNet5(spec, num_classes, in_chans),
     input_size=lambda name, spec: (1, 32, 32),
-    published={"lenet5": Published(params=61_706, source="REFERENCES.md §2 (ReLU/max-pool variant, 10 classes)")},
+    published={"lenet5": Published(params=61_706, source="LeCun et al. 1998, Fig. 2 (ReLU/max-pool, 10 classes)")},
     deviations={
         "lenet5": (
             "ReLU instead of scaled tanh",

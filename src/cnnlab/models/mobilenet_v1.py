@@ -91,7 +91,7 @@ class MobileNetV1(ClassifierNet):
         he_init(self, normal_linear(0.01))
 
 
-_TABLES = "Howard et al. 2017, Tables 6-7 (REFERENCES.md §2)"
+_TABLES = "Howard et al. 2017, Tables 6-7"
 
 FAMILY = Family(
     name="mobilenet_v1",

@@ -113,7 +113,7 @@ FAMILY = Family(
     input_size=lambda name, spec: (3, spec.resolution, spec.resolution),
     published={
         "mobilenet_v2": Published(
-            params=3_504_872, gmacs=0.301, top1=71.878, source="torchvision metadata (REFERENCES.md §1)"
+            params=3_504_872, gmacs=0.301, top1=71.878, source="torchvision MobileNet_V2_Weights.IMAGENET1K_V1 metadata"
         )
     },
     deviations={"*": ("dropout 0.2 before the classifier (torchvision's recipe; not in Table 2)",)},

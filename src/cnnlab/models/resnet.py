@@ -224,7 +224,7 @@ def _paper(name: str) -> Paper:
     return RESNET
 
 
-_TV = "torchvision V1 weights (REFERENCES.md §1)"
+_TV = "torchvision's IMAGENET1K_V1 weights metadata (num_params, _ops, acc@1)"
 _TV_FIGS = {
     "resnet18": (11_689_512, 1.814, 69.758),
     "resnet34": (21_797_672, 3.664, 73.314),
@@ -245,28 +245,26 @@ PUBLISHED: dict[str, Published] = {
     **{n: Published(p, g, t, _TV) for n, (p, g, t) in _TV_FIGS.items()},
     **{
         f"resnet{d}_paper": Published(
-            _TV_FIGS[f"resnet{d}"][0], g, None, "v1 MACs, REFERENCES.md §1 note (the paper's 3.8/7.6/11.3 G)"
+            _TV_FIGS[f"resnet{d}"][0], g, None, "v1 MACs, torchvision's way (He 2015, Table 1: 3.8/7.6/11.3 G)"
         )
         for d, g in ((50, 3.858), (101, 7.570), (152, 11.282))
     },
     **{
-        f"resnet{d}": Published(
-            p, None, None, f"REFERENCES.md §2; CIFAR-10 test error {_CIFAR_ERR[d]}% (He 2015, Table 6)"
-        )
+        f"resnet{d}": Published(p, None, None, f"He 2015, Sec. 4.2 and Table 6: CIFAR-10 test error {_CIFAR_ERR[d]}%")
         for d, p in _CIFAR_PARAMS.items()
     },
     **{
-        f"plain{d}": Published(p, None, None, f"= resnet{d} (REFERENCES.md §2): option A shortcuts have no parameters")
+        f"plain{d}": Published(p, None, None, f"= resnet{d} (He 2015, Sec. 4.2): option A shortcuts have no parameters")
         for d, p in _CIFAR_PARAMS.items()
         if d != 1202
     },
     "preact_resnet50": Published(
-        25_549_352, None, None, "timm resnetv2_50 (REFERENCES.md §2); stem conv without BN, as built here"
+        25_549_352, None, None, "timm resnetv2_50 (He 2016, Fig. 4(e)); stem conv without BN, as built here"
     ),
     "preact_resnet110": Published(None, None, None, "1.7M params, CIFAR-10 error 6.37% (He 2016, Table 3)"),
     "preact_resnet164": Published(None, None, None, "1.7M params, CIFAR-10 error 5.46% (He 2016, Table 3)"),
-    "se_resnet50": Published(28_088_024, None, None, "REFERENCES.md §2 (28.09M in Hu et al. 2018)"),
-    "se_resnext50_32x4d": Published(27_559_896, None, None, "REFERENCES.md §2"),
+    "se_resnet50": Published(28_088_024, None, None, "timm seresnet50's count (28.09M in Hu et al. 2018, r = 16)"),
+    "se_resnext50_32x4d": Published(27_559_896, None, None, "timm seresnext50_32x4d's count (Hu et al. 2018, r = 16)"),
 }
 
 _V15 = "downsampling stride on the bottleneck's 3x3 conv (torchvision v1.5), not the first 1x1 (resnet*_paper)"

@@ -92,7 +92,7 @@ def _torchvision_keys() -> tuple[tuple[str, str], ...]:
     return tuple(rules)
 
 
-_TV = "torchvision metadata (REFERENCES.md §1)"
+_TV = "torchvision's IMAGENET1K_V1 weights metadata (num_params, _ops, acc@1)"
 _PUBLISHED = {
     # params, GMACs at 224, top-1 of torchvision's V1 weights
     "shufflenet_v2_x0_5": (1_366_792, 0.04, 60.552),

@@ -160,10 +160,10 @@ FAMILY = Family(
     input_size=lambda name, spec: (3, spec.resolution, spec.resolution),
     published={
         "squeezenet1_0": Published(
-            params=1_248_424, gmacs=0.819, top1=58.092, source="torchvision metadata (REFERENCES.md §1)"
+            params=1_248_424, gmacs=0.819, top1=58.092, source="torchvision SqueezeNet1_0_Weights.IMAGENET1K_V1"
         ),
         "squeezenet1_1": Published(
-            params=1_235_496, gmacs=0.349, top1=58.178, source="torchvision metadata (REFERENCES.md §1)"
+            params=1_235_496, gmacs=0.349, top1=58.178, source="torchvision SqueezeNet1_1_Weights.IMAGENET1K_V1"
         ),
     },
     deviations={

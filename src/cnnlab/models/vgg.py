@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from cnnlab.models.alexnet import FCHead
 from cnnlab.models.base import ClassifierNet, Family, Paper, Published, StageInfo
+from cnnlab.nn.heads import FCHead
 from cnnlab.nn.init import he_init
 
 # Table 1, columns A, B, D, E.
@@ -123,7 +123,7 @@ FAMILY = Family(
     build=lambda spec, num_classes, in_chans: VGG(spec, num_classes, in_chans),
     input_size=lambda name, spec: (3, spec.resolution, spec.resolution),
     published={
-        name: Published(params=params, gmacs=gmacs, top1=top1, source="torchvision metadata (REFERENCES.md §1)")
+        name: Published(params=params, gmacs=gmacs, top1=top1, source="torchvision's IMAGENET1K_V1 weights metadata")
         for name, params, gmacs, top1 in (
             ("vgg11", 132_863_336, 7.609, 69.02),
             ("vgg11_bn", 132_868_840, 7.609, 70.37),

@@ -41,7 +41,7 @@ FAMILY = Family(
     specs=SPECS,
     build=lambda spec, num_classes, in_chans: AlexNet(spec, num_classes, in_chans),
     input_size=lambda name, spec: (3, spec.resolution, spec.resolution),
-    published={"zfnet": Published(source="feature maps 110-55-26-13-13-13-13-6 at 224 (REFERENCES.md §2)")},
+    published={"zfnet": Published(source="feature maps 110-55-26-13-13-13-13-6 at 224 (Zeiler & Fergus 2013, Fig. 3)")},
     deviations={
         "zfnet": (
             "contrast normalization as AlexNet's LRN (k=2, n=5, alpha=1e-4, beta=0.75); the paper gives no constants",

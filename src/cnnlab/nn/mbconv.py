@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
 from cnnlab.nn.conv import ConvBNAct
+from cnnlab.nn.se import SqueezeExcite
 
 
 def round_channels(channels: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -54,24 +53,6 @@ class StochasticDepth(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
-
-
-class SqueezeExcite(nn.Module):
-    """Hu et al. 2018, Fig. 1: global pool, fc1 (reduce) - act - fc2 (restore) - sigmoid, rescale channels.
-
-    The two fully connected layers are 1x1 convs with bias (`fc1`, `fc2`), acting on the pooled (N, C, 1, 1) map.
-    """
-
-    def __init__(self, channels: int, squeeze_channels: int, act: Callable[[], nn.Module] = nn.SiLU):
-        super().__init__()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc1 = nn.Conv2d(channels, squeeze_channels, 1)
-        self.act = act()
-        self.fc2 = nn.Conv2d(squeeze_channels, channels, 1)
-        self.gate = nn.Sigmoid()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(self.fc2(self.act(self.fc1(self.pool(x)))))
 
 
 class InvertedResidual(nn.Module):
@@ -120,7 +101,7 @@ class MBConv(nn.Module):
         self.use_shortcut = stride == 1 and in_ch == out_ch
         self.expand = ConvBNAct(in_ch, hidden, 1, act=nn.SiLU, **bn) if hidden != in_ch else nn.Identity()
         self.dw = ConvBNAct(hidden, hidden, kernel_size, stride, groups=hidden, act=nn.SiLU, **bn)
-        self.se = SqueezeExcite(hidden, max(1, int(in_ch * se_ratio)), act=nn.SiLU)
+        self.se = SqueezeExcite(hidden, squeeze_channels=max(1, int(in_ch * se_ratio)), act=nn.SiLU, act_name="act")
         self.project = ConvBNAct(hidden, out_ch, 1, act=None, **bn)
         self.drop_path = StochasticDepth(drop_path)
 

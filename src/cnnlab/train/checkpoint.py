@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
@@ -69,18 +68,25 @@ def save_weights(path: str | Path, state: dict[str, torch.Tensor], meta: dict[st
 
 
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(state_dict, cnnlab metadata) of a safetensors file written by save_weights."""
-    data = Path(path).read_bytes()
+    """(state_dict, cnnlab metadata) of a safetensors file, written by save_weights or not (metadata {}).
+
+    The one safetensors reader, beside the writer of its metadata; cnnlab.weights.read_weights reads every
+    weights source (run directories, .pt/.pth, torchvision:NAME) and calls this for .safetensors.
+    """
     try:
+        # One read of the bytes, not a memory map (load_file): the tensors own their memory, so the file may
+        # be pruned or replaced while they are in use (a resumed run removes old checkpoints), on any OS.
+        data = Path(path).read_bytes()
         tensors = st_load(data)
-    except (SafetensorError, Exception) as e:  # a truncated header surfaces as various errors
+        header_len = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + header_len])
+        meta = json.loads((header.get("__metadata__") or {}).get("cnnlab", "{}"))
+    except Exception as e:  # a truncated or damaged header surfaces as various errors
         raise CnnlabError(f"{path}: not a readable safetensors file ({e})") from None
-    meta = {}
-    header_len = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8 : 8 + header_len])
-    if "__metadata__" in header and "cnnlab" in header["__metadata__"]:
-        meta = json.loads(header["__metadata__"]["cnnlab"])
-    return tensors, meta
+    # st_load returns the names in hash order, different on every call: give the order of the data in the file
+    # (as load_file does).
+    order = sorted(tensors, key=lambda k: (*header[k]["data_offsets"], k))
+    return {k: tensors[k] for k in order}, meta
 
 
 def state_bytes(state: dict[str, Any]) -> bytes:

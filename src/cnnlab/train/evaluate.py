@@ -2,9 +2,7 @@
 ensembles of any architectures (the softmax outputs are averaged, as for the lecture's 7-CNN AlexNet ensemble,
 18.2% -> 15.4% top-5 error).
 
-TTA modes: `none`; `flip` (the image and its mirror); `10crop` (Krizhevsky et al. 2012 Sec. 4.1: the four
-corners and the centre of an image enlarged by 1/0.875, and their mirrors); `multiscale` (Simonyan &
-Zisserman 2014 Sec. 3.2: the image at scales {1, 1.15, 1.3} and their mirrors, for networks that pool globally).
+TTA modes are cnnlab.data.tta's vocabulary (EVAL_MODES: none, flip, 10crop, multiscale), defined there once.
 """
 
 from __future__ import annotations
@@ -14,24 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.data.augment import Augment
-from cnnlab.data.tta import views
-from cnnlab.errors import CnnlabError, UnknownNameError
+from cnnlab.data.tta import check_tta, tta_views
+from cnnlab.errors import CnnlabError
 from cnnlab.models.base import AuxOutputs
-from cnnlab.train.checkpoint import load_weights, resolve_weights
-
-TTA_MODES = ("none", "flip", "10crop", "multiscale")
-MULTISCALE = (1.0, 1.15, 1.3)
-CROP_RATIO = 0.875  # 224/256: the crop covers 87.5% of the resized image (the AlexNet/VGG/ResNet convention)
-
-
-def check_tta(mode: str) -> str:
-    if mode not in TTA_MODES:
-        raise UnknownNameError("TTA mode", mode, TTA_MODES)
-    return mode
+from cnnlab.train.checkpoint import resolve_weights
+from cnnlab.weights import load_into, read_weights
 
 
 @dataclass
@@ -46,38 +34,13 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Loa
     from cnnlab.registry import create_model
 
     wpath = resolve_weights(path)
-    state, meta = load_weights(wpath)
+    state, meta = read_weights(wpath)
     if not meta.get("model"):
         raise CnnlabError(f"{wpath}: no cnnlab model description in this file; was it written by cnnlab train?")
     model = create_model(meta["model"], num_classes=int(meta["num_classes"]), in_chans=int(meta["in_chans"]))
-    model.load_state_dict(state)
+    load_into(model, state, str(wpath))
     model.to(device).eval()
     return Loaded(model, meta, wpath)
-
-
-def tta_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
-    """The test-time views of a normalized float batch (N, C, S, S); every view but multiscale's is S x S.
-
-    none, flip and 10crop are cnnlab.data.views ('none', 'flip', and 'tencrop' of the input size taken from the
-    batch enlarged by 1/CROP_RATIO, so a fixed-size network gets the size it was trained on).
-    """
-    check_tta(mode)
-    if mode in ("none", "flip"):
-        return list(views(x, mode).unbind(0))
-    h, w = x.shape[-2:]
-    if mode == "10crop":
-        if h != w:
-            raise CnnlabError(f"10crop TTA needs square images, got {h}x{w}")
-        big = round(h / CROP_RATIO)
-        xb = F.interpolate(x, size=(big, big), mode="bilinear", align_corners=False, antialias=False)
-        return list(views(xb, f"tencrop:{h}").unbind(0))
-    # Not data.views' multiscale, which crops every scale back to the input size so the views stack: this is
-    # Simonyan & Zisserman's dense evaluation, whole images at each scale, for networks that pool globally.
-    out = []
-    for s in MULTISCALE:
-        xs = x if s == 1.0 else F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
-        out += [xs, xs.flip(3)]
-    return out
 
 
 def check_batch_size(batch_size: int) -> int:
@@ -117,7 +80,7 @@ def predict_proba(
             try:
                 logits = model(v)
             except (RuntimeError, ValueError) as e:
-                if tta == "multiscale":
+                if tta.partition(":")[0] == "multiscale":  # its views are larger than the trained size
                     raise CnnlabError(
                         f"{name} cannot take {v.shape[-2]}x{v.shape[-1]} inputs, so multiscale TTA does not apply; "
                         f"use --tta flip or 10crop"
