@@ -47,6 +47,8 @@ def run_one(model: str, arm: str, data: str, epochs: int, seed: int, threads: in
     run = work / f"{model}-{arm}"
     if (run / "summary.json").is_file():
         return json.loads((run / "summary.json").read_text())
+    if (run / "failed.json").is_file():  # a diverged run is a result too, not a reason to retry
+        return json.loads((run / "failed.json").read_text())
     if (run / "run.json").is_file():
         argv = ["train", "--resume", str(run), "--no-progress"]
     else:
@@ -57,9 +59,15 @@ def run_one(model: str, arm: str, data: str, epochs: int, seed: int, threads: in
             empty.write_text("# the Recipe dataclass defaults\n")
             argv += ["--recipe", str(empty)]
     code = main(argv)
-    if code != 0:
-        raise SystemExit(f"{model} {arm}: cnnlab train exited {code}")
+    if code != 0:  # e.g. the loss went non-finite: recorded as a failed run, the table says so
+        failed = {"test_top1": None, "best_val_acc": None, "train_seconds": None, "failed": f"exit {code}"}
+        (run / "failed.json").write_text(json.dumps(failed))
+        return failed
     return json.loads((run / "summary.json").read_text())
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 4)
 
 
 def main() -> int:
@@ -86,10 +94,12 @@ def main() -> int:
         for arm in ("generic", "family"):
             s = run_one(model, arm, data, epochs, args.seed, args.threads, work)
             row = {"model": model, "family": get_entry(model).family.name, "arm": arm, "data": Path(data).name,
-                   "epochs": epochs, "seed": args.seed, "test_top1": round(s["test_top1"], 4),
-                   "best_val_acc": round(s["best_val_acc"] or 0, 4), "train_seconds": s["train_seconds"]}  # fmt: skip
+                   "epochs": epochs, "seed": args.seed, "test_top1": _round(s["test_top1"]),
+                   "best_val_acc": _round(s["best_val_acc"]), "train_seconds": s["train_seconds"],
+                   "failed": s.get("failed", "")}  # fmt: skip
             rows.append(row)
-            print(f"{model:<20} {arm:<8} test top-1 {100 * s['test_top1']:6.2f}%  ({s['train_seconds']:.0f} s)")
+            shown = f"{100 * s['test_top1']:6.2f}%" if s["test_top1"] is not None else f"failed ({s['failed']})"
+            print(f"{model:<20} {arm:<8} test top-1 {shown}")
     out = write_csv(Path(args.csv) if args.csv else result_path("family_defaults"), rows)
     print(f"written: {out}")
     return 0

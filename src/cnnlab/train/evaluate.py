@@ -12,13 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.data.augment import Augment
 from cnnlab.data.tta import check_tta, tta_views
 from cnnlab.errors import CnnlabError
 from cnnlab.models.base import AuxOutputs
+from cnnlab.train import ddp
 from cnnlab.train.checkpoint import resolve_weights
+from cnnlab.train.numerics import autocast, logits_of, to_device, use_channels_last
 from cnnlab.weights import load_into, read_weights
 
 
@@ -255,3 +258,30 @@ def plot_confusion(report: dict[str, Any], path: str | Path, title: str = "") ->
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")  # a long title widens, not clips
     plt.close(fig)
     return Path(path)
+
+
+@torch.no_grad()
+def evaluate_loader(
+    model: nn.Module, loader: Any, recipe: Any, device: torch.device, d: Any, topk: int = 5
+) -> dict[str, float]:
+    """Loss, top-1 and top-k accuracy over a cnnlab.data.Loader (summed over ranks under DDP): the training loop's
+    validation and final test. `recipe` gives the precision and memory layout, `d` the process group."""
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top1, topk, n
+    channels_last = use_channels_last(recipe, device)
+    for x, y in loader:
+        x, y = to_device(x, y, device, channels_last)
+        with autocast(recipe.precision, device):
+            logits = logits_of(model(x)).float()
+        k = min(topk, logits.shape[1])
+        top = logits.topk(k, dim=1).indices
+        sums[0] += F.cross_entropy(logits, y, reduction="sum").double()
+        sums[1] += (top[:, 0] == y).sum()
+        sums[2] += (top == y[:, None]).any(dim=1).sum()
+        sums[3] += y.numel()
+    sums = ddp.sum_tensor(d, sums)
+    if was_training:  # the caller's train_mode hook, if any, runs after this
+        model.train()
+    n = max(1.0, float(sums[3]))
+    return {"loss": float(sums[0]) / n, "top1": float(sums[1]) / n, "top5": float(sums[2]) / n, "n": int(sums[3])}

@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.train import ddp, signals
 from cnnlab.train.checkpoint import CheckpointDir
 from cnnlab.train.data_adapter import DataBundle, data_path_missing, open_data, resolve_data_spec
-from cnnlab.train.numerics import autocast, check_precision, logits_of, loss_fn, to_device, unwrap, use_channels_last
+from cnnlab.train.evaluate import evaluate_loader
+from cnnlab.train.numerics import autocast, check_precision, loss_fn, to_device, unwrap, use_channels_last
 from cnnlab.train.optim import EMA, LRSchedule, build_optimizer, make_groups
 from cnnlab.train.progress import Progress
 from cnnlab.train.recipe import Recipe
@@ -61,35 +61,6 @@ class Result:
     status: str  # "finished" | "interrupted"
     summary: dict[str, Any] = field(default_factory=dict)
     signal: int | None = None  # what stopped an interrupted run (None: a peer process stopped it)
-
-
-# -- evaluation during training -----------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def evaluate_loader(
-    model: nn.Module, loader: Any, recipe: Recipe, device: torch.device, d: ddp.Dist, topk: int = 5
-) -> dict[str, float]:
-    """Loss, top-1 and top-k accuracy over a loader (summed over ranks under DDP)."""
-    was_training = model.training
-    model.eval()
-    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top1, topk, n
-    channels_last = use_channels_last(recipe, device)
-    for x, y in loader:
-        x, y = to_device(x, y, device, channels_last)
-        with autocast(recipe.precision, device):
-            logits = logits_of(model(x)).float()
-        k = min(topk, logits.shape[1])
-        top = logits.topk(k, dim=1).indices
-        sums[0] += F.cross_entropy(logits, y, reduction="sum").double()
-        sums[1] += (top[:, 0] == y).sum()
-        sums[2] += (top == y[:, None]).any(dim=1).sum()
-        sums[3] += y.numel()
-    sums = ddp.sum_tensor(d, sums)
-    if was_training:  # the caller's train_mode hook, if any, runs after this
-        model.train()
-    n = max(1.0, float(sums[3]))
-    return {"loss": float(sums[0]) / n, "top1": float(sums[1]) / n, "top5": float(sums[2]) / n, "n": int(sums[3])}
 
 
 # -- the run ------------------------------------------------------------------------------------------------
