@@ -217,7 +217,9 @@ def table(pattern: str, steps: int, batch: int, channels_last: bool) -> list[dic
     from cnnlab import list_models
 
     rows = []
-    for name in list_models(pattern):
+    # A comma-separated list of fnmatch patterns (`resnet20,mobilenet_v2,*vgg*`), in the order given.
+    names = list(dict.fromkeys(n for pat in pattern.split(",") if pat for n in list_models(pat)))
+    for name in names:
         r = bench_model(name, steps, batch, channels_last)
         rows.append(r)
         note = f"  ({r['error']})" if "error" in r else ""
@@ -238,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", default="shapes:train=5000,test=500")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="DataLoader num_workers to try")
-    p.add_argument("--table", default="*", help="fnmatch pattern of zoo models for the table ('' to skip)")
+    p.add_argument("--table", default="*", help="fnmatch pattern(s) of zoo models, comma-separated ('' to skip)")
     p.add_argument("--table-steps", type=int, default=2)
     p.add_argument("--table-batch", type=int, default=16)
     p.add_argument("--table-channels-last", action="store_true", help="also time training channels-last")

@@ -380,3 +380,18 @@ def test_class_mismatch_wording():
     assert msg == want
     msg = class_mismatch("best.safetensors", ["a", "b"], ["b", "a"], "npz:x.npz")
     assert "in a different order: class 0 is 'a' in the checkpoint and 'b' in the data" in msg
+
+
+def test_a_path_that_cannot_be_used_is_one_line(monkeypatch, capsys):
+    """PermissionError and friends (an unreadable folder: root cannot provoke one here) are bad input too."""
+    from cnnlab.cli import models as models_cmd
+
+    for exc in (PermissionError(13, "Permission denied", "/data/x"), IsADirectoryError(21, "Is a directory", "/d")):
+
+        def boom(args, exc=exc):  # noqa: ANN001, ANN202
+            raise exc
+
+        monkeypatch.setattr(models_cmd, "run", boom)
+        assert main(["models"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err and str(exc.strerror) in err, err

@@ -201,7 +201,9 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         with one_line_warnings(args.command):
             return int(args._run(args) or 0)
-    except (CnnlabError, ValueError, TypeError, KeyError, FileNotFoundError) as e:
+    # PermissionError, IsADirectoryError, NotADirectoryError: a path the user gave that cannot be used as asked.
+    except (CnnlabError, ValueError, TypeError, KeyError, FileNotFoundError, PermissionError, IsADirectoryError,
+            NotADirectoryError) as e:  # fmt: skip
         msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
         first = msg.strip().splitlines()[0] if msg.strip() else type(e).__name__
         sys.stderr.write(f"cnnlab {args.command}: error: {first}\n")

@@ -79,8 +79,9 @@ class Recipe:
     unfreeze_at: int = 0  # > 0: the frozen parts train from this epoch on (gradual unfreezing); 0: never
     # -- numerics and speed
     precision: str = "fp32"
-    # "auto": channels-last on the CPU (oneDNN's preferred layout: 52 of the 76 zoo models train faster,
-    # median 1.05x, 9 up to 8% slower; docs/training.md) and on CUDA with fp16/bf16 (tensor cores); else NCHW.
+    # "auto": channels-last on the CPU (oneDNN's preferred layout: 52 of the 76 zoo models trained faster, median
+    # 1.05x, on a CPU not recorded; 14 of 16 on an AVX2 EPYC, median 1.07x; docs/training.md) and on CUDA with
+    # fp16/bf16 (tensor cores); NCHW otherwise.
     channels_last: str = "auto"
     compile: bool = False
     ema_decay: float = 0.0  # 0: no EMA; e.g. 0.999
