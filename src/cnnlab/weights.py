@@ -268,12 +268,8 @@ def head_classes(model: nn.Module, state: StateDict) -> int | None:
 
 
 def save_state_dict(state: Mapping[str, torch.Tensor], path: str | Path) -> None:
-    """Write a state_dict as safetensors atomically (temp file, fsync, rename)."""
-    from safetensors.torch import save_file
+    """Write a state_dict as safetensors atomically (temp file, fsync, rename): checkpoint.save_weights, the one
+    safetensors writer (it refuses non-finite weights and copies shared storages apart)."""
+    from cnnlab.train.checkpoint import save_weights
 
-    from cnnlab.fileio import atomic_path
-
-    # safetensors refuses shared storage (tied weights); contiguous clones keep every name loadable.
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp))
+    save_weights(path, dict(state))

@@ -131,6 +131,7 @@ def new_recipe(args: argparse.Namespace, log=print):  # noqa: ANN001, ANN201
             raise CnnlabError(f"--unfreeze-at must be an epoch >= 1, got {args.unfreeze_at}")
         changes["unfreeze_at"] = args.unfreeze_at
     changes.update(parse_override(item) for item in args.overrides)
+    notes: list[str] = []
     if args.recipe:
         base = read_recipe_file(args.recipe)
     else:
@@ -139,14 +140,16 @@ def new_recipe(args: argparse.Namespace, log=print):  # noqa: ANN001, ANN201
             raise CnnlabError("no model: cnnlab train MODEL --data SPEC (or set `model` in a --recipe file)")
         base, path = family_defaults(model)
         if path is not None:
-            log(f"recipe: the {path.stem} family's defaults ({path.name}; --recipe R for another)")
+            notes.append(f"recipe: the {path.stem} family's defaults ({path.name}; --recipe R for another)")
     base_recipe = from_dict(base)
     changes, note = scale_length(base_recipe, changes)
     if note:
-        log(f"recipe: {note}")
+        notes.append(f"recipe: {note}")
     recipe = from_dict({**base, **changes})
     if not recipe.model:
         raise CnnlabError("no model: cnnlab train MODEL --data SPEC (or set `model` in the recipe)")
+    for line in notes:  # said once the recipe is valid: a refused command prints its one error line only
+        log(line)
     return recipe
 
 
