@@ -211,35 +211,22 @@ class CheckpointDir:
     ) -> Checkpoint:
         self.root.mkdir(parents=True, exist_ok=True)
         try:
-            return self._write_files(stem, manifest_name, step, epoch, weights, state, meta, info)
+            files = {}
+            wbytes = weights_bytes(weights, {**meta, "step": step, "epoch": epoch})
+            _write_bytes(self.root / f"{stem}.safetensors", wbytes)
+            files["weights"] = {"name": f"{stem}.safetensors", "sha256": _sha256(wbytes), "bytes": len(wbytes)}
+            if state is not None:
+                sbytes = state_bytes(state)
+                _write_bytes(self.root / f"{stem}.state.pt", sbytes)
+                files["state"] = {"name": f"{stem}.state.pt", "sha256": _sha256(sbytes), "bytes": len(sbytes)}
+            manifest = {"format": FORMAT, "step": step, "epoch": epoch, "files": files, **(info or {})}
+            write_json(self.root / manifest_name, manifest)
         except OSError:
             # A full disk mid-checkpoint: give back the space of the files this one wrote (the committed
             # checkpoints are untouched), so the run can still write its metrics and the user can resume.
             with contextlib.suppress(OSError):
                 self._remove_orphans()
             raise
-
-    def _write_files(
-        self,
-        stem: str,
-        manifest_name: str,
-        step: int,
-        epoch: int,
-        weights: dict[str, torch.Tensor],
-        state: dict[str, Any] | None,
-        meta: dict[str, Any],
-        info: dict[str, Any] | None,
-    ) -> Checkpoint:
-        files = {}
-        wbytes = weights_bytes(weights, {**meta, "step": step, "epoch": epoch})
-        _write_bytes(self.root / f"{stem}.safetensors", wbytes)
-        files["weights"] = {"name": f"{stem}.safetensors", "sha256": _sha256(wbytes), "bytes": len(wbytes)}
-        if state is not None:
-            sbytes = state_bytes(state)
-            _write_bytes(self.root / f"{stem}.state.pt", sbytes)
-            files["state"] = {"name": f"{stem}.state.pt", "sha256": _sha256(sbytes), "bytes": len(sbytes)}
-        manifest = {"format": FORMAT, "step": step, "epoch": epoch, "files": files, **(info or {})}
-        write_json(self.root / manifest_name, manifest)
         return _verify(self.root / manifest_name)
 
     def _remove(self, manifest: Path) -> None:
