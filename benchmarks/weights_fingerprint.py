@@ -58,7 +58,7 @@ CASES: dict[str, dict] = {
     },  # fmt: skip
     "googlenet-aux-onecycle": {"model": "googlenet", "schedule": "onecycle", "lr": 0.05, "augment": "flip,crop:2"},
     "alexnet-plateau-dropout": {"model": "alexnet", "schedule": "plateau", "lr": 0.01, "dropout": 0.3},
-    "se_resnet-warmup": {"model": "resnet20", "lr": 0.1, "warmup_epochs": 0.5, "decay_norm_and_bias": True},
+    "resnet20-warmup-decay-all": {"model": "resnet20", "lr": 0.1, "warmup_epochs": 0.5, "decay_norm_and_bias": True},
 }
 
 

@@ -230,7 +230,7 @@ def _setup(
     data = open_data(recipe, rank=d.rank, world_size=d.world_size, device=dev)
     if run_info is not None and list(run_info.get("classes", data.classes)) != list(data.classes):
         raise CnnlabError(f"cannot resume {run}: the data's classes differ from the run's (was {data.spec} changed?)")
-    model = build_model(recipe, data, model, check_size=False)
+    model = build_model(recipe, data, model)
     if not resuming:
         fitted = fit_input_size(recipe, data, model, log)
         if fitted is not recipe:  # the data was smaller than the model's minimum: read it again at that size

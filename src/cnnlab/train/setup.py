@@ -15,16 +15,17 @@ from cnnlab.train.data_adapter import DataBundle
 from cnnlab.train.recipe import Recipe
 
 
-def build_model(recipe: Recipe, data: DataBundle, model: nn.Module | None = None, check_size: bool = True) -> nn.Module:
-    """`recipe.model` from the registry for this data (or `model` as given), with the recipe's dropout."""
+def build_model(recipe: Recipe, data: DataBundle, model: nn.Module | None = None) -> nn.Module:
+    """`recipe.model` from the registry for this data (or `model` as given), with the recipe's dropout.
+
+    The input size is checked by the caller once the data's size is settled (fit_input_size, check_input_size).
+    """
     if model is None:
         from cnnlab.registry import create_model
 
         if not recipe.model:
             raise CnnlabError("no model given: name one (cnnlab train MODEL ...) or set `model` in the recipe")
         model = create_model(recipe.model, num_classes=len(data.classes), in_chans=data.in_chans)
-    if check_size:
-        check_input_size(data, model)
     if recipe.dropout >= 0:
         for m in model.modules():
             if isinstance(m, nn.Dropout):
