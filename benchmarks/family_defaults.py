@@ -80,6 +80,11 @@ def main() -> int:
     p.add_argument("--work", default="/tmp/cnnlab-family-defaults")
     p.add_argument("--csv", default=None)
     args = p.parse_args()
+    import cnnlab
+
+    unknown = [m for m in args.models if m not in cnnlab.list_models()]
+    if unknown:
+        p.error(f"unknown model(s): {', '.join(unknown)} (see `cnnlab models`)")
     from cnnlab.registry import get_entry
 
     work = Path(args.work)

@@ -91,7 +91,7 @@ def fingerprint(name: str, fields: dict, root: Path) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", help="an earlier CSV to compare with (same CPU and torch)")
-    p.add_argument("--cases", nargs="+", default=list(CASES))
+    p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES), metavar="CASE")
     p.add_argument("--csv", help="where to write (default benchmarks/results/weights_fingerprint-<cpu>.csv)")
     args = p.parse_args(argv)
     before = {}
