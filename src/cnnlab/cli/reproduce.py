@@ -1,37 +1,120 @@
-"""`cnnlab reproduce transfer [--data SPEC] [--sizes 10,100,1000] [--seeds 3] [--out DIR] [--quick]`."""
+"""`cnnlab reproduce list | NAME | all [--quick] [--set key=value ...] [--data SPEC] [--seeds N] [--out DIR]`."""
 
 from __future__ import annotations
 
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
-HELP = "reproduce an experiment from the lecture notes (transfer: scratch vs linear probe vs fine-tuning)"
-EXPERIMENTS = ("transfer",)
+HELP = "reproduce a claim of the lecture notes: measured, beside the paper's figure, with a verdict"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("experiment", help="which experiment: transfer")
-    p.add_argument("--data", help="dataset spec (>= 4 classes; first half = source task, second half = target)")
-    p.add_argument("--model", help="zoo model (default resnet20)")
-    p.add_argument("--sizes", help="target training images per class, comma separated (default 10,100,1000)")
-    p.add_argument("--seeds", type=int, help="seeds per cell (default 3)")
-    p.add_argument("--source-steps", type=int, help="pretraining steps (default 300)")
-    p.add_argument("--target-steps", type=int, help="steps per target run (default 100)")
-    p.add_argument("--threads", type=int, help="torch threads (default 1)")
-    p.add_argument(
-        "--out", default="runs/reproduce-transfer", help="report directory (default runs/reproduce-transfer)"
-    )
+    p.add_argument("experiment", help="an experiment name, `list`, or `all` (see `cnnlab reproduce list`)")
+    p.add_argument("--quick", action="store_true", help="the CI size: under about a minute, numbers mean little")
+    p.add_argument("--scale", choices=("full", "quick", "paper"), help="full (default), quick, paper (a GPU's)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="config field")
+    p.add_argument("--config", help="a TOML file of config fields")
+    p.add_argument("--data", help="dataset spec (default: CIFAR-10, found as docs/reproduce.md says)")
+    p.add_argument("--download", action="store_true", help="fetch and verify the official CIFAR-10 archive")
+    p.add_argument("--seeds", type=int, help="seeds per arm (shortcut for --set seeds=N)")
+    p.add_argument("--out", help="experiment directory (default runs/reproduce/NAME[-quick])")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
-    p.add_argument("--quick", action="store_true", help="the CI size: runs in seconds, numbers mean little")
+    # transfer's own flags, until it moves onto the framework
+    p.add_argument("--model", help=argparse.SUPPRESS)
+    p.add_argument("--sizes", help=argparse.SUPPRESS)
+    p.add_argument("--source-steps", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--target-steps", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--threads", type=int, help=argparse.SUPPRESS)
+
+
+def _changes(args: argparse.Namespace) -> dict:
+    from cnnlab.train.recipe import read_recipe_file, tomllib
+
+    changes: dict = {}
+    if args.config:
+        changes.update(read_recipe_file(args.config))
+    for item in args.overrides:
+        from cnnlab.errors import CnnlabError
+
+        if "=" not in item:
+            raise CnnlabError(f"--set expects key=value, got '{item}'")
+        key, raw = (s.strip() for s in item.split("=", 1))
+        try:
+            changes[key] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            changes[key] = raw  # bare words are strings
+    if args.data:
+        changes["data"] = args.data
+    if args.seeds is not None:
+        changes["seeds"] = args.seeds
+    return changes
+
+
+def list_experiments() -> int:
+    import json
+
+    from cnnlab.experiments import EXPERIMENTS, LEGACY
+
+    docs = Path(__file__).resolve().parents[3] / "docs" / "reproduce"
+    print(f"{'name':<13} {'full run':>9}  claim (source)")
+    for name, exp in EXPERIMENTS.items():
+        done = docs / name / "results.json"
+        took = "not run"
+        if done.is_file():
+            r = json.loads(done.read_text())
+            took = f"{r['timing']['wall_seconds'] / 60:.0f} min"
+        print(f"{name:<13} {took:>9}  {exp.claim} ({exp.source}); data {exp.config().data}")
+    for name in LEGACY:
+        print(
+            f"{name:<13} {'6 min':>9}  scratch vs linear probe vs fine-tuning (seed 004; 366 s, README); own runner"
+        )
+    return 0
+
+
+def _run_one(name: str, args: argparse.Namespace, scale: str, out: str | None) -> int:
+    from cnnlab.experiments import data, get_experiment, runner
+    from cnnlab.experiments.base import make_config
+
+    exp = get_experiment(name)
+    changes = _changes(args)
+    if args.download and "data" not in changes:
+        changes["data"] = data.download_cifar10()
+    cfg = make_config(exp, scale, changes)
+    out = out or f"runs/reproduce/{name}" + ("-quick" if scale == "quick" else "")
+    argv = sys.argv[1:] if sys.argv[1:2] == ["reproduce"] else ["reproduce", name]
+    command = "cnnlab " + " ".join(shlex.quote(a) for a in argv)
+    if scale == "paper":
+        print(f"{name} --scale paper: the paper's schedule, for a GPU (--device cuda); config {cfg}")
+    return 0 if runner.run(exp, cfg, out, scale=scale, device=args.device, command=command) is not None else 130
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnlab.errors import CnnlabError, UnknownNameError
+    from cnnlab.errors import CnnlabError
+    from cnnlab.experiments import EXPERIMENTS
+
+    scale = args.scale or ("quick" if args.quick else "full")
+    if args.quick and args.scale not in (None, "quick"):
+        raise CnnlabError(f"--quick and --scale {args.scale} contradict each other")
+    if args.experiment == "list":
+        return list_experiments()
+    if args.experiment == "transfer":
+        return _transfer(args)
+    if args.experiment == "all":
+        root = args.out or "runs/reproduce" + ("-quick" if scale == "quick" else "")
+        for name in EXPERIMENTS:
+            code = _run_one(name, args, scale, str(Path(root) / name))
+            if code:
+                return code
+        return 0
+    return _run_one(args.experiment, args, scale, args.out)
+
+
+def _transfer(args: argparse.Namespace) -> int:
+    from cnnlab.errors import CnnlabError
     from cnnlab.train import transfer_experiment as te
 
-    if args.experiment not in EXPERIMENTS:
-        raise UnknownNameError("experiment", args.experiment, EXPERIMENTS)
     cfg = te.quick_config(args.data) if args.quick else te.Config()
     if args.data and not args.quick:
         cfg.data = args.data
@@ -59,5 +142,5 @@ def run(args: argparse.Namespace) -> int:
                 raise CnnlabError(f"--{key.replace('_', '-')} must be positive, got {value}")
             setattr(cfg, key, value)
     argv = "cnnlab " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["reproduce"] else None
-    te.run_experiment(cfg, args.out, argv=argv or "cnnlab reproduce transfer")
+    te.run_experiment(cfg, args.out or "runs/reproduce-transfer", argv=argv or "cnnlab reproduce transfer")
     return 0

@@ -1,0 +1,20 @@
+"""The lecture's claims as experiments: `cnnlab reproduce NAME` (docs/reproduce.md).
+
+`EXPERIMENTS` is the registration: one module per experiment, each defining `EXPERIMENT` (base.Experiment).
+"""
+
+from __future__ import annotations
+
+from cnnlab.errors import UnknownNameError
+from cnnlab.experiments import degradation
+from cnnlab.experiments.base import Experiment
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (degradation.EXPERIMENT,)}
+# Not yet on the framework: `transfer` keeps its own runner (cnnlab.train.transfer_experiment) for now.
+LEGACY = ("transfer",)
+
+
+def get_experiment(name: str) -> Experiment:
+    if name not in EXPERIMENTS:
+        raise UnknownNameError("experiment", name, [*EXPERIMENTS, *LEGACY, "all", "list"])
+    return EXPERIMENTS[name]

@@ -1,0 +1,159 @@
+"""The report of an experiment: report.md, curves.png, errors.png and results.json, written atomically."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from cnnlab.experiments import stats
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
+
+
+def clock(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def provenance(device: str, load_start: str) -> dict[str, Any]:
+    import numpy
+    import torch
+
+    import cnnlab
+    from cnnlab import machine
+    from cnnlab.train.rundir import git_sha
+
+    return {
+        "git_sha": git_sha(),
+        "cnnlab": cnnlab.__version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        **machine.describe(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "device": device,
+        "load_start": load_start,
+        "load_end": load_average(),
+    }
+
+
+def _pct(s: dict[str, Any]) -> str:
+    return f"{100 * s['mean']:.2f}" + ("" if s["std"] is None else f" ± {100 * s['std']:.2f}")
+
+
+def markdown(exp: Any, cfg: Any, r: dict[str, Any]) -> str:
+    arms = r["arms"]
+    rows = ["| arm | model | params | MACs | final train error % | test error % |", "|---|---|---:|---:|---:|---:|"]
+    for a in arms.values():
+        args = "".join(f" {k}={v}" for k, v in a["model_args"].items())
+        rows.append(
+            f"| {a['label']} | `{a['model']}{args}` | {a['params']:,} | {a['macs']:,} | "
+            f"{_pct(a['final_train_error'])} | {_pct(a['test_error'])} |"
+        )
+    claims = ["| claim | ours | paper | verdict |", "|---|---|---|---|"]
+    for c in r["claims"]:
+        claims.append(f"| {c['text']} | {c['ours']} | {c['published']} | **{c['verdict'].split(':')[0]}** |")
+    d, p, t = r["data"], r["provenance"], r["timing"]
+    cfg_lines = [f"`{k} = {v}`" for k, v in r["config"].items()]
+    analysis = []
+    if r.get("analysis"):
+        analysis = ["## Analysis (exact counts)", "", *r["analysis"].get("lines", []), ""]
+    return "\n".join(
+        [
+            f"# {exp.name}: {exp.claim}",
+            "",
+            f"Source: {exp.source}. Scale: {r['scale']}. Data: {d['train_images']} training images (of which "
+            f"{100 * cfg.val_fraction:.0f}% held out as val) and {d['test_images']} test images of `{d['source']}`"
+            f", {cfg.seeds} seed(s); mean ± sample std over seeds.",
+            "",
+            *rows,
+            "",
+            "![training and held-out error per epoch](curves.png)",
+            "",
+            "![test error per arm](errors.png)",
+            "",
+            "## Verdicts",
+            "",
+            *claims,
+            "",
+            stats.RULE,
+            "",
+            *analysis,
+            "## Config",
+            "",
+            ", ".join(cfg_lines),
+            "",
+            "## Repeat it",
+            "",
+            "```",
+            *r["commands"],
+            "```",
+            "",
+            f"Wall time {clock(t['wall_seconds'])} on {p.get('cpu', '?')} ({p.get('cpu_flags', '')}), "
+            f"{p['cpu_count']} CPUs, {p['threads']} torch threads, torch {p['torch']}, git {p['git_sha']}; "
+            f"load average {p['load_start']} at start, {p['load_end']} at the end.",
+            "",
+        ]
+    )
+
+
+def plots(r: dict[str, Any], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from cnnlab.fileio import atomic_path
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for name, a in r["arms"].items():
+        mine = [t for t in r["trials"] if t["arm"] == name]
+        for ax, key in zip(axes, ("train_error", "val_error")):
+            curves = np.array([[np.nan if v is None else 100 * v for v in t[key]] for t in mine], dtype=float)
+            ep = mine[0]["epochs"]
+            (line,) = ax.plot(ep, np.nanmean(curves, 0), label=a["label"])
+            if len(mine) > 1:  # the band: min to max over seeds
+                ax.fill_between(ep, np.nanmin(curves, 0), np.nanmax(curves, 0), color=line.get_color(), alpha=0.2)
+    for ax, title in zip(axes, ("training error (running, augmented)", "held-out (val) error")):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("error (%)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(out / "curves.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    names = list(r["arms"])
+    means = [100 * r["arms"][n]["test_error"]["mean"] for n in names]
+    errs = [100 * (r["arms"][n]["test_error"]["std"] or 0.0) for n in names]
+    ax.bar(range(len(names)), means, yerr=errs, capsize=4, color="#6a9fd8")
+    ax.set_xticks(range(len(names)), [r["arms"][n]["label"] for n in names], fontsize=8, rotation=15)
+    ax.set_ylabel("test error (%), mean ± std")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(out / "errors.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def write(exp: Any, cfg: Any, results: dict[str, Any], out: Path) -> None:
+    from cnnlab.fileio import write_json, write_text
+
+    plots(results, out)
+    write_text(out / "report.md", markdown(exp, cfg, results))
+    write_json(out / "results.json", results)

@@ -1,0 +1,220 @@
+"""Running an experiment: every trial through `cnnlab.train.loop.train`, each a run directory, resumable.
+
+`out/experiment.json` holds the experiment's name and config; a second start with the same config continues
+(finished trials are read back, the interrupted one resumes from its newest checkpoint, which the training
+engine makes bit-identical on the CPU), and one with another config is refused rather than mixed in.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shlex
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import CnnlabError
+from cnnlab.experiments import stats
+from cnnlab.experiments.base import Arm, Experiment, to_dict
+
+
+def trial_dir(out: Path, arm: Arm, seed: int) -> Path:
+    return out / "trials" / f"{arm.name}-seed{seed}"
+
+
+def trial_recipe(cfg: Any, arm: Arm, seed: int, data_file: Path) -> Any:
+    from cnnlab.train.recipe import Recipe
+
+    base = {
+        "model": arm.model,
+        "data": f"npz:{data_file.resolve()}",
+        "epochs": cfg.epochs,
+        "batch_size": cfg.batch_size,
+        "lr": cfg.lr,
+        "weight_decay": cfg.weight_decay,
+        "augment": cfg.augment,
+        "val_fraction": cfg.val_fraction,
+        "seed": seed,
+        "threads": cfg.threads,
+        "checkpoint_every": cfg.checkpoint_every,
+        "progress": False,
+        "plots": False,
+    }
+    if arm.model_args:
+        base["model_args"] = dict(arm.model_args)
+    return Recipe().replace(**{**base, **arm.recipe})
+
+
+def _claim_dir(exp: Experiment, cfg: Any, out: Path, scale: str) -> None:
+    from cnnlab.fileio import write_json
+
+    path = out / "experiment.json"
+    mine = {"experiment": exp.name, "scale": scale, "config": to_dict(cfg)}
+    if path.is_file():
+        theirs = json.loads(path.read_text())
+        if theirs != mine:
+            diff = [k for k in mine["config"] if theirs.get("config", {}).get(k) != mine["config"][k]]
+            what = f"config differs in {', '.join(diff)}" if diff else f"it is {theirs.get('experiment')}"
+            raise CnnlabError(f"{out} holds another experiment run ({what}); use another --out or delete it")
+        return
+    if out.is_dir() and any(out.iterdir()):
+        raise CnnlabError(f"{out} is not empty and holds no experiment; use another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(path, mine)
+
+
+def _read_trial(run: Path) -> dict[str, Any]:
+    summary = json.loads((run / "summary.json").read_text())
+    with open(run / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+
+    def col(key: str) -> list[float | None]:
+        return [None if r[key] == "" else 1.0 - float(r[key]) for r in rows]
+
+    return {
+        "epochs": [int(r["epoch"]) for r in rows],
+        "train_error": col("train_acc"),
+        "val_error": col("val_acc"),
+        "final_train_error": col("train_acc")[-1],
+        "test_error": 1.0 - summary["test_top1"],
+        "seconds": summary["train_seconds"],
+    }
+
+
+def arm_costs(arms: list[Arm], image: list[int], classes: int) -> dict[str, dict[str, int]]:
+    """Parameters and multiply-adds of each arm for one image of the experiment's data (the analyzer's)."""
+    import torch
+
+    import cnnlab
+
+    costs = {}
+    for arm in arms:
+        with torch.device("meta"):
+            model = cnnlab.create_model(arm.model, num_classes=classes, in_chans=image[0], **arm.model_args)
+        rep = cnnlab.analyze(model, tuple(image))
+        costs[arm.name] = {"params": int(rep.total_params), "macs": int(rep.total_macs)}
+    return costs
+
+
+def run(
+    exp: Experiment,
+    cfg: Any,
+    out: str | Path,
+    *,
+    scale: str = "full",
+    device: str = "auto",
+    command: str = "",
+    log: Callable[[str], None] = print,
+) -> dict[str, Any] | None:
+    """Run (or continue) every trial, then write report.md, the plots and results.json; None if stopped."""
+    from cnnlab.experiments import data, report
+    from cnnlab.train.loop import train
+
+    out = Path(out)
+    _claim_dir(exp, cfg, out, scale)
+    t0 = time.perf_counter()
+    load_start = report.load_average()
+    info = data.prepare(cfg, exp, out, log)
+    arms = exp.arms(cfg)
+    costs = arm_costs(arms, info["image_size"], len(info["classes"]))
+    plan = [(seed, arm) for seed in range(cfg.seeds) for arm in arms]  # seed-major: pairs complete early
+    weight = {a.name: max(1, costs[a.name]["macs"]) for a in arms}
+    total = sum(weight[a.name] for _, a in plan)
+    trials, done_w, spent = [], 0, 0.0
+    for k, (seed, arm) in enumerate(plan, 1):
+        run_dir = trial_dir(out, arm, seed)
+        eta = f", ETA {report.clock(spent / done_w * (total - done_w))}" if done_w and spent > 0 else ""
+        if not (run_dir / "summary.json").is_file():
+            log(f"trial {k}/{len(plan)}: {arm.label}, seed {seed}{eta}")
+            t = time.perf_counter()
+            recipe = trial_recipe(cfg, arm, seed, out / "data.npz")
+            resume = run_dir if (run_dir / "recipe.toml").is_file() else None
+
+            def tlog(s: str, k: int = k) -> None:
+                log(f"  [{k}/{len(plan)}] {s}")
+
+            result = train(recipe, run_dir, resume=resume, device=device, log=tlog)
+            if result.status != "finished":
+                log(f"stopped in trial {k}/{len(plan)}; continue with: {command or 'the same command'}")
+                return None
+            spent += time.perf_counter() - t
+            done_w += weight[arm.name]
+        else:
+            log(f"trial {k}/{len(plan)}: {arm.label}, seed {seed}: finished before, read back")
+        trials.append({"arm": arm.name, "seed": seed, "run_dir": str(run_dir.relative_to(out)), **_read_trial(run_dir)})
+    results = collect(exp, cfg, arms, costs, trials, info)
+    results["scale"] = scale
+    results["claims"] = exp.judge(cfg, results)
+    for c in results["claims"]:
+        if not c["verdict"].startswith((stats.AGREES, stats.DISAGREES, stats.INCONCLUSIVE)):
+            raise RuntimeError(f"{exp.name}: verdict '{c['verdict']}' is none of the three")
+    if exp.extra is not None:
+        results["analysis"] = exp.extra(cfg, results)
+    results["commands"] = [command or f"cnnlab reproduce {exp.name}", *_trial_commands(out, trials)]
+    results["provenance"] = report.provenance(device, load_start)
+    results["timing"] = {
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+        "trial_train_seconds": {f"{t['arm']}-seed{t['seed']}": t.pop("seconds") for t in trials},
+    }
+    report.write(exp, cfg, results, out)
+    log(f"report: {out / 'report.md'}")
+    return results
+
+
+def _trial_commands(out: Path, trials: list[dict[str, Any]]) -> list[str]:
+    first = shlex.quote(str(out / trials[0]["run_dir"])) if trials else "RUN"
+    return [f"cnnlab eval {first}  # any trial is a run directory", f"cnnlab train --resume {first}  # continue one"]
+
+
+def collect(exp: Experiment, cfg: Any, arms: list[Arm], costs: dict, trials: list[dict], info: dict) -> dict[str, Any]:
+    """Per-arm mean ± std over seeds of each final metric."""
+    summary = {}
+    for arm in arms:
+        mine = sorted((t for t in trials if t["arm"] == arm.name), key=lambda t: t["seed"])
+        summary[arm.name] = {
+            "label": arm.label,
+            "model": arm.model,
+            "model_args": dict(arm.model_args),
+            **costs[arm.name],
+            "test_error": stats.mean_std([t["test_error"] for t in mine]),
+            "final_train_error": stats.mean_std([t["final_train_error"] for t in mine]),
+        }
+    return {
+        "experiment": exp.name,
+        "claim": exp.claim,
+        "source": exp.source,
+        "config": to_dict(cfg),
+        "data": info,
+        "arms": summary,
+        "trials": trials,
+        "rule": stats.RULE,
+    }
+
+
+def per_seed(results: dict[str, Any], arm: str, metric: str) -> list[float]:
+    """One arm's metric, ordered by seed (what the paired comparisons read)."""
+    rows = sorted((t for t in results["trials"] if t["arm"] == arm), key=lambda t: t["seed"])
+    return [t[metric] for t in rows]
+
+
+def compare(
+    results: dict[str, Any], key: str, text: str, metric: str, lower: str, higher: str, published: str
+) -> dict[str, Any]:
+    """A directional claim: `higher`'s metric is above `lower`'s, judged with stats.directional."""
+    d = stats.paired(per_seed(results, lower, metric), per_seed(results, higher, metric))
+    verdict = stats.directional(d)
+    half = "" if d["half_width"] is None else f" ± {100 * d['half_width']:.2f}"
+    ours = f"{higher} - {lower} = {100 * d['mean']:+.2f}{half} pp ({metric}, {d['n']} seeds)"
+    return {
+        "key": key,
+        "text": text,
+        "metric": metric,
+        "lower": lower,
+        "higher": higher,
+        "difference": d,
+        "ours": ours,
+        "published": published,
+        "verdict": f"{verdict}: {ours}",
+    }
