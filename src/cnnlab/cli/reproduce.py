@@ -67,9 +67,7 @@ def list_experiments() -> int:
             took = f"{r['timing']['wall_seconds'] / 60:.0f} min"
         print(f"{name:<13} {took:>9}  {exp.claim} ({exp.source}); data {exp.config().data}")
     for name in LEGACY:
-        print(
-            f"{name:<13} {'6 min':>9}  scratch vs linear probe vs fine-tuning (seed 004; 366 s, README); own runner"
-        )
+        print(f"{name:<13} {'6 min':>9}  scratch vs linear probe vs fine-tuning (seed 004; 366 s, README); own runner")
     return 0
 
 
