@@ -116,12 +116,18 @@ def test_sigkill_in_the_second_trial_then_restart_gives_the_same_results(tmp_pat
     assert _comparable(cut / "results.json") == _comparable(whole / "results.json")
 
 
-@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
-def test_quick_size_writes_a_report_whose_verdicts_follow_the_numbers(name, tmp_path):
-    out = tmp_path / name
+@pytest.fixture(scope="module")
+def all_quick(tmp_path_factory) -> tuple[Path, float]:
+    """`cnnlab reproduce all --quick` once, as CI runs it; each experiment's checks read its directory."""
+    out = tmp_path_factory.mktemp("reproduce-all")
     t0 = time.perf_counter()
-    assert main(["reproduce", name, "--quick", "--data", cifar_or_shapes(), "--out", str(out)]) == 0
-    seconds = time.perf_counter() - t0
+    assert main(["reproduce", "all", "--quick", "--data", cifar_or_shapes(), "--out", str(out)]) == 0
+    return out, time.perf_counter() - t0
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_quick_size_writes_a_report_whose_verdicts_follow_the_numbers(name, all_quick):
+    out = all_quick[0] / name
     r = json.loads((out / "results.json").read_text())
     for f in ("report.md", "curves.png", "errors.png"):
         assert (out / f).stat().st_size > 0
@@ -129,10 +135,12 @@ def test_quick_size_writes_a_report_whose_verdicts_follow_the_numbers(name, tmp_
     assert r["experiment"] == name and r["scale"] == "quick"
     assert {"git_sha", "torch", "cpu", "threads", "load_start"} <= set(r["provenance"])
     assert len(r["trials"]) == r["config"]["seeds"] * len(r["arms"])
+    assert r["claims"]
     for claim in r["claims"]:
         # The verdict is the rule applied to the per-seed numbers in results.json, recomputed here.
-        lo = [t[claim["metric"]] for t in sorted(r["trials"], key=lambda t: t["seed"]) if t["arm"] == claim["lower"]]
-        hi = [t[claim["metric"]] for t in sorted(r["trials"], key=lambda t: t["seed"]) if t["arm"] == claim["higher"]]
+        by_seed = sorted(r["trials"], key=lambda t: t["seed"])
+        lo = [t[claim["metric"]] for t in by_seed if t["arm"] == claim["lower"]]
+        hi = [t[claim["metric"]] for t in by_seed if t["arm"] == claim["higher"]]
         assert claim["verdict"].startswith(stats.directional(stats.paired(lo, hi)))
         assert claim["published"]
     for arm, a in r["arms"].items():
@@ -142,7 +150,6 @@ def test_quick_size_writes_a_report_whose_verdicts_follow_the_numbers(name, tmp_
     assert "## Verdicts" in report and r["claims"][0]["published"] in report
     # Each trial is a run directory `cnnlab eval` opens.
     assert main(["eval", str(out / r["trials"][0]["run_dir"])]) == 0
-    print(f"{name} --quick: {seconds:.0f} s")
 
 
 def test_list_names_every_experiment(capsys):
@@ -150,3 +157,14 @@ def test_list_names_every_experiment(capsys):
     out = capsys.readouterr().out
     for name in [*EXPERIMENTS, "transfer"]:
         assert f"\n{name} " in out
+
+
+def test_plan_costs_every_trial_from_the_analyzer_and_runs_nothing(tmp_path, capsys):
+    import cnnlab
+
+    out = tmp_path / "never"
+    assert main(["reproduce", "degradation", "--plan", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    macs = cnnlab.analyze("resnet56", (3, 32, 32)).total_macs
+    assert f"{macs / 1e6:.1f}M MACs/image" in text and "total: 12 trials" in text
+    assert not out.exists()

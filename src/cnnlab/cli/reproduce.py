@@ -21,6 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, help="seeds per arm (shortcut for --set seeds=N)")
     p.add_argument("--out", help="experiment directory (default runs/reproduce/NAME[-quick])")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
+    p.add_argument("--plan", action="store_true", help="print the trials and their cost (analyzer), run nothing")
     # transfer's own flags, until it moves onto the framework
     p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("--sizes", help=argparse.SUPPRESS)
@@ -83,8 +84,16 @@ def _run_one(name: str, args: argparse.Namespace, scale: str, out: str | None) -
     out = out or f"runs/reproduce/{name}" + ("-quick" if scale == "quick" else "")
     argv = sys.argv[1:] if sys.argv[1:2] == ["reproduce"] else ["reproduce", name]
     command = "cnnlab " + " ".join(shlex.quote(a) for a in argv)
-    if scale == "paper":
-        print(f"{name} --scale paper: the paper's schedule, for a GPU (--device cuda); config {cfg}")
+    import torch
+
+    no_gpu = scale == "paper" and args.device != "cuda" and not torch.cuda.is_available()
+    if args.plan or no_gpu:
+        print(f"{name} at scale {scale}:")
+        for line in runner.plan(exp, cfg):
+            print(f"  {line}")
+        if no_gpu and not args.plan:
+            print("  --scale paper is sized for a GPU and none is here: nothing run (--device cuda on a GPU machine)")
+        return 0
     return 0 if runner.run(exp, cfg, out, scale=scale, device=args.device, command=command) is not None else 130
 
 

@@ -218,3 +218,35 @@ def compare(
         "published": published,
         "verdict": f"{verdict}: {ours}",
     }
+
+
+CIFAR10_TRAIN = 50_000  # the training set size a config with train_images = 0 is costed at
+
+
+def plan(exp: Experiment, cfg: Any, image: tuple[int, int, int] = (3, 32, 32), classes: int = 10) -> list[str]:
+    """The trials a config runs and their cost from the analyzer, without running anything.
+
+    Training cost is counted as 3x the forward multiply-adds per image (the backward pass computes two
+    products per forward one: gradients for the inputs and for the weights), times the images trained on."""
+    from cnnlab.experiments.report import clock
+
+    arms = exp.arms(cfg)
+    costs = arm_costs(arms, list(image), classes)
+    images = (cfg.train_images or CIFAR10_TRAIN) * (1 - cfg.val_fraction) * cfg.epochs
+    lines, total = [], 0.0
+    for arm in arms:
+        macs = 3 * costs[arm.name]["macs"] * images
+        total += macs * cfg.seeds
+        lines.append(
+            f"{arm.label}: {costs[arm.name]['params']:,} params, {costs[arm.name]['macs'] / 1e6:.1f}M MACs/image, "
+            f"{cfg.seeds} seed(s) x {images:,.0f} images = {_macs(cfg.seeds * macs)} of training"
+        )
+    lines.append(
+        f"total: {len(arms) * cfg.seeds} trials, {_macs(total)} (3 x forward MACs per training image); "
+        f"at an assumed sustained 10 TMAC/s (a recent GPU in fp32) about {clock(total / 1e13)}"
+    )
+    return lines
+
+
+def _macs(n: float) -> str:
+    return f"{n / 1e15:.2f} PMAC" if n >= 1e14 else f"{n / 1e12:.1f} TMAC"

@@ -1,0 +1,23 @@
+"""The papers' figures the reports print (experiments/published.toml) still agree with ../shared/REFERENCES.md."""
+
+from __future__ import annotations
+
+import re
+
+from cnnlab.experiments import EXPERIMENTS
+from cnnlab.experiments.published import published
+
+
+def test_every_experiment_has_its_published_figures_with_a_source():
+    for name in EXPERIMENTS:
+        p = published(name)
+        assert p["source"] and len(p) > 1
+
+
+def test_every_published_number_is_in_references_section_7(shared_dir):
+    text = (shared_dir / "REFERENCES.md").read_text(encoding="utf-8")
+    section = text[text.index("## 7.") : text.index("## 8.")]
+    for name in EXPERIMENTS:
+        for key, value in published(name).items():
+            for number in re.findall(r"\d+\.\d+", value):
+                assert number in section, f"{name}.{key}: {number} is not in REFERENCES.md section 7"
