@@ -49,6 +49,7 @@ class MobileNetV1Spec:
     stem_channels: int = 32
     min_channels: int = 8  # the reference code never thins a layer below 8 channels
     dropout: float = 0.0  # the paper uses none before the classifier
+    separable: bool = True  # False: every depthwise separable layer is one full 3x3 conv (Table 4, "Conv MobileNet")
 
 
 SPECS = {
@@ -56,6 +57,7 @@ SPECS = {
     "mobilenet_v1_075": MobileNetV1Spec(alpha=0.75),
     "mobilenet_v1_050": MobileNetV1Spec(alpha=0.5),
     "mobilenet_v1_025": MobileNetV1Spec(alpha=0.25),
+    "mobilenet_v1_conv": MobileNetV1Spec(separable=False),
 }
 
 
@@ -78,7 +80,7 @@ class MobileNetV1(ClassifierNet):
                 stages.append([])
                 infos.append(StageInfo("", 0, 0))
             out = _width(c, spec)
-            stages[-1].append(DepthwiseSeparable(ch, out, s))
+            stages[-1].append(DepthwiseSeparable(ch, out, s) if spec.separable else ConvBNAct(ch, out, 3, stride=s))
             ch, stride = out, stride * s
             infos[-1] = StageInfo(f"stages.{len(stages) - 1}", ch, stride)
         self.stages = nn.Sequential(*(nn.Sequential(*layers) for layers in stages))
@@ -112,6 +114,7 @@ FAMILY = Family(
         "mobilenet_v1_075": Published(gmacs=0.325, top1=68.4, source=_TABLES),
         "mobilenet_v1_050": Published(gmacs=0.149, top1=63.7, source=_TABLES),
         "mobilenet_v1_025": Published(gmacs=0.041, top1=50.6, source=_TABLES),
+        "mobilenet_v1_conv": Published(gmacs=4.866, top1=71.7, source="Howard et al. 2017, Table 4"),
     },
     deviations={"*": ("global average pooling instead of a fixed 7x7 average pool (equal at 224)",)},
 )
