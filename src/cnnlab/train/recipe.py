@@ -13,7 +13,7 @@ import re
 import sys
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ class Recipe:
     """Everything that decides a training run except the model's weights and the machine."""
 
     model: str = ""  # a registered model name; the CLI's MODEL argument overrides it
+    # spec overrides passed to create_model, e.g. {groups = 4}; checked by the registry's strict factory
+    model_args: dict[str, Any] = field(default_factory=dict)
     data: str = ""  # a cnnlab.data spec ("shapes", "npz:path.npz", ...); --data overrides it
     image_size: int = 0  # 0: the data source's native size, raised to the model's minimum input if below it
     strict_size: bool = False  # refuse data below the model's minimum input instead of resizing it
@@ -100,6 +102,8 @@ class Recipe:
         def bad(msg: str) -> CnnlabError:
             return CnnlabError(f"recipe: {msg}")
 
+        # The TOML form (lists, not tuples) whoever built the recipe, so that it equals itself read back.
+        object.__setattr__(self, "model_args", _plain_table("model_args", self.model_args))
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             values = value if isinstance(value, tuple) else (value,)
@@ -171,12 +175,40 @@ def _is_optional(tp: Any) -> tuple[bool, Any]:
     return False, tp
 
 
+def _plain_table(key: str, table: Any) -> dict[str, Any]:
+    """A copy of a table of TOML values (str keys; tuples become lists), or a CnnlabError naming `key`."""
+
+    def plain(path: str, v: Any) -> Any:
+        if isinstance(v, dict):
+            if not all(isinstance(k, str) for k in v):
+                raise CnnlabError(f"recipe: {path} needs string keys, got {list(v)!r}")
+            return {k: plain(f"{path}.{k}", x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(path, x) for x in v]
+        if isinstance(v, (bool, int, str)):
+            return v
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                raise CnnlabError(f"recipe: {path} must be a finite number, got {v}")
+            return v
+        raise CnnlabError(f"recipe: {path} must be a TOML value (number, string, bool, list or table), got {v!r}")
+
+    if not isinstance(table, dict):
+        raise CnnlabError(
+            f"recipe: {key} must be a table, e.g. {key} = {{ groups = 4, block = \"bottleneck\" }} "
+            f"(--set '{key}={{groups=4}}'; strings quoted); got {table!r}"
+        )
+    return plain(key, table)
+
+
 def _coerce(key: str, value: Any, tp: Any) -> Any:
     """Check `value` against the field type `tp`; ints widen to floats and lists become tuples, nothing else."""
     optional, tp = _is_optional(tp)
     if value is None and optional:
         return None
     origin = typing.get_origin(tp)
+    if origin is dict or tp is dict:  # a TOML (inline) table; its keys are checked where the model is built
+        return _plain_table(key, value)
     if origin is tuple:
         (elem, *_) = typing.get_args(tp)
         given = value
@@ -218,7 +250,9 @@ def from_dict(d: dict[str, Any]) -> Recipe:
 
 
 def to_dict(recipe: Recipe) -> dict[str, Any]:
-    return {f.name: getattr(recipe, f.name) for f in dataclasses.fields(recipe)}
+    d = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(recipe)}
+    d["model_args"] = _plain_table("model_args", recipe.model_args)  # a copy: the frozen recipe keeps its own
+    return d
 
 
 def _toml_value(v: Any) -> str:
@@ -230,7 +264,15 @@ def _toml_value(v: Any) -> str:
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(v, (tuple, list)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):  # an inline table: `{ groups = 4, depths = [2, 2, 2] }`
+        if not v:
+            return "{}"
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
     raise TypeError(f"cannot write {v!r} to TOML")
+
+
+def _toml_key(k: str) -> str:
+    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else _toml_value(k)
 
 
 def to_toml(recipe: Recipe) -> str:
