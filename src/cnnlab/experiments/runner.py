@@ -88,11 +88,12 @@ def arm_costs(arms: list[Arm], image: list[int], classes: int) -> dict[str, dict
     import torch
 
     import cnnlab
+    from cnnlab.train.setup import create_with_overrides
 
     costs = {}
     for arm in arms:
         with torch.device("meta"):
-            model = cnnlab.create_model(arm.model, num_classes=classes, in_chans=image[0], **arm.model_args)
+            model = create_with_overrides(arm.model, arm.model_args, num_classes=classes, in_chans=image[0])
         rep = cnnlab.analyze(model, tuple(image))
         costs[arm.name] = {"params": int(rep.total_params), "macs": int(rep.total_macs)}
     return costs

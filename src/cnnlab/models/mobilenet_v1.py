@@ -114,7 +114,9 @@ FAMILY = Family(
         "mobilenet_v1_075": Published(gmacs=0.325, top1=68.4, source=_TABLES),
         "mobilenet_v1_050": Published(gmacs=0.149, top1=63.7, source=_TABLES),
         "mobilenet_v1_025": Published(gmacs=0.041, top1=50.6, source=_TABLES),
-        "mobilenet_v1_conv": Published(gmacs=4.866, top1=71.7, source="Howard et al. 2017, Table 4"),
+        # Table 4 gives 4866M MACs, 1.3M (0.03%) below our count, so the exact-rounding checks of gmacs would
+        # fail; tests/models/test_mobile.py holds it to 0.05% instead.
+        "mobilenet_v1_conv": Published(top1=71.7, source="Howard et al. 2017, Table 4"),
     },
     deviations={"*": ("global average pooling instead of a fixed 7x7 average pool (equal at 224)",)},
 )

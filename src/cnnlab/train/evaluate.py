@@ -34,13 +34,16 @@ class Loaded:
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Loaded:
     """A model rebuilt from a weights file written by cnnlab (a run directory picks its best checkpoint)."""
-    from cnnlab.registry import create_model
+    from cnnlab.train.setup import create_with_overrides
 
     wpath = resolve_weights(path)
     state, meta = read_weights(wpath)
     if not meta.get("model"):
         raise CnnlabError(f"{wpath}: no cnnlab model description in this file; was it written by cnnlab train?")
-    model = create_model(meta["model"], num_classes=int(meta["num_classes"]), in_chans=int(meta["in_chans"]))
+    num_classes, in_chans = int(meta["num_classes"]), int(meta["in_chans"])
+    model = create_with_overrides(
+        meta["model"], meta.get("model_args") or {}, num_classes=num_classes, in_chans=in_chans
+    )
     load_into(model, state, str(wpath))
     model.to(device).eval()
     return Loaded(model, meta, wpath)

@@ -37,7 +37,7 @@ class Recipe:
 
     model: str = ""  # a registered model name; the CLI's MODEL argument overrides it
     # spec overrides passed to create_model, e.g. {groups = 4}; checked by the registry's strict factory
-    model_args: dict[str, Any] = field(default_factory=dict)
+    model_args: dict[str, Any] = field(default_factory=dict, hash=False)  # (hash=False: the recipe stays hashable)
     data: str = ""  # a cnnlab.data spec ("shapes", "npz:path.npz", ...); --data overrides it
     image_size: int = 0  # 0: the data source's native size, raised to the model's minimum input if below it
     strict_size: bool = False  # refuse data below the model's minimum input instead of resizing it
@@ -195,7 +195,7 @@ def _plain_table(key: str, table: Any) -> dict[str, Any]:
 
     if not isinstance(table, dict):
         raise CnnlabError(
-            f"recipe: {key} must be a table, e.g. {key} = {{ groups = 4, block = \"bottleneck\" }} "
+            f'recipe: {key} must be a table, e.g. {key} = {{ groups = 4, block = "bottleneck" }} '
             f"(--set '{key}={{groups=4}}'; strings quoted); got {table!r}"
         )
     return plain(key, table)

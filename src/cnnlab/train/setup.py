@@ -15,17 +15,52 @@ from cnnlab.train.data_adapter import DataBundle
 from cnnlab.train.recipe import Recipe
 
 
+def model_overrides(args: dict[str, Any]) -> dict[str, Any]:
+    """Spec overrides as create_model takes them: TOML's lists (recipe.model_args, a checkpoint's meta) become
+    tuples, nested too, as the specs' sequence fields are (`depths = [1, 1, 1]` -> `depths=(1, 1, 1)`)."""
+
+    def tuples(v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return tuple(tuples(x) for x in v)
+        if isinstance(v, dict):
+            return {k: tuples(x) for k, x in v.items()}
+        return v
+
+    return {k: tuples(v) for k, v in args.items()}
+
+
+def create_with_overrides(name: str, args: dict[str, Any], **kwargs: Any) -> nn.Module:
+    """create_model(name, **kwargs) with the spec overrides `args`; an unknown key or a value the family refuses
+    is a one-line CnnlabError (the registry's TypeError names the key and the spec's fields)."""
+    from cnnlab.registry import create_model, resolve_spec
+
+    overrides = model_overrides(args)
+    try:
+        resolve_spec(name, **overrides)
+    except TypeError as e:
+        raise CnnlabError(str(e)) from None
+    if not overrides:
+        return create_model(name, **kwargs)
+    try:
+        return create_model(name, **kwargs, **overrides)
+    except (TypeError, ValueError) as e:  # the family's checks of the spec (resnet: groups need bottlenecks)
+        raise CnnlabError(f"{name} with model_args {args}: {e}") from None
+
+
 def build_model(recipe: Recipe, data: DataBundle, model: nn.Module | None = None) -> nn.Module:
-    """`recipe.model` from the registry for this data (or `model` as given), with the recipe's dropout.
+    """`recipe.model` from the registry for this data, with `recipe.model_args` (or `model` as given), with the
+    recipe's dropout.
 
     The input size is checked by the caller once the data's size is settled (fit_input_size, check_input_size).
     """
     if model is None:
-        from cnnlab.registry import create_model
-
         if not recipe.model:
             raise CnnlabError("no model given: name one (cnnlab train MODEL ...) or set `model` in the recipe")
-        model = create_model(recipe.model, num_classes=len(data.classes), in_chans=data.in_chans)
+        model = create_with_overrides(
+            recipe.model, recipe.model_args, num_classes=len(data.classes), in_chans=data.in_chans
+        )
+    elif recipe.model_args:
+        raise CnnlabError("model_args apply to a registered model built from the recipe, not to a model given")
     if recipe.dropout >= 0:
         for m in model.modules():
             if isinstance(m, nn.Dropout):
@@ -83,6 +118,7 @@ def model_meta(recipe: Recipe, data: DataBundle, model: nn.Module) -> dict[str, 
     """What a weights file needs to be usable alone (eval, predict): architecture, classes, preprocessing."""
     return {
         "model": getattr(model, "model_name", "") or recipe.model,
+        **({"model_args": dict(recipe.model_args)} if recipe.model_args else {}),  # lists, as in recipe.toml
         "num_classes": len(data.classes),
         "in_chans": data.in_chans,
         "image_size": data.image_size,
