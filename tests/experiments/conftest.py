@@ -1,22 +1,7 @@
 from __future__ import annotations
 
-import os
-
-import pytest
-
 from tests.conftest import SHARED
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _data_cache(tmp_path_factory):
-    """A private dataset cache for these tests (shared by the subprocesses they start)."""
-    old = os.environ.get("CNNLAB_CACHE")
-    os.environ["CNNLAB_CACHE"] = str(tmp_path_factory.mktemp("cnnlab-cache"))
-    yield
-    if old is None:
-        os.environ.pop("CNNLAB_CACHE", None)
-    else:
-        os.environ["CNNLAB_CACHE"] = old
+from tests.train.conftest import _data_cache  # noqa: F401 (the private dataset cache, autouse)
 
 
 def cifar_or_shapes() -> str:

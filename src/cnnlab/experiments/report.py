@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import platform
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,27 +22,11 @@ def clock(seconds: float) -> str:
 
 
 def provenance(device: str, load_start: str) -> dict[str, Any]:
-    import numpy
-    import torch
+    """A run directory's env.json (versions, git SHA, CPU model and flags, threads) plus the machine's load."""
+    from cnnlab.train.ddp import pick_device
+    from cnnlab.train.rundir import environment
 
-    import cnnlab
-    from cnnlab import machine
-    from cnnlab.train.rundir import git_sha
-
-    return {
-        "git_sha": git_sha(),
-        "cnnlab": cnnlab.__version__,
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "platform": platform.platform(),
-        **machine.describe(),
-        "cpu_count": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "device": device,
-        "load_start": load_start,
-        "load_end": load_average(),
-    }
+    return {**environment(pick_device(device), 1), "load_start": load_start, "load_end": load_average()}
 
 
 def _pct(s: dict[str, Any]) -> str:
