@@ -79,6 +79,7 @@ def test_a_directory_of_another_config_is_refused(tmp_path, capsys):
     out = tmp_path / "exp"
     out.mkdir()
     (out / "experiment.json").write_text(json.dumps({"experiment": "degradation", "scale": "full", "config": {}}))
+    (out / "data.json").write_text("{}")  # started: its data was cut (a start that failed before is replaced)
     assert main(["reproduce", "degradation", "--quick", "--data", cifar_or_shapes(), "--out", str(out)]) == 2
     assert "holds another experiment run" in capsys.readouterr().err
 

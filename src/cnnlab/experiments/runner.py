@@ -54,7 +54,10 @@ def _claim_dir(exp: Experiment, cfg: Any, out: Path, scale: str) -> None:
     mine = {"experiment": exp.name, "scale": scale, "config": to_dict(cfg)}
     if path.is_file():
         theirs = json.loads(path.read_text())
-        if theirs != mine:
+        started = (out / "data.json").exists() or (out / "trials").exists()
+        if theirs != mine and not started:  # a start that failed before any data (e.g. CIFAR-10 not found)
+            write_json(path, mine)
+        elif theirs != mine:
             diff = [k for k in mine["config"] if theirs.get("config", {}).get(k) != mine["config"][k]]
             what = f"config differs in {', '.join(diff)}" if diff else f"it is {theirs.get('experiment')}"
             raise CnnlabError(f"{out} holds another experiment run ({what}); use another --out or delete it")
