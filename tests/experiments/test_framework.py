@@ -17,6 +17,7 @@ from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
 from cnnlab.experiments import EXPERIMENTS, get_experiment, stats
 from cnnlab.experiments.base import make_config
+from cnnlab.experiments.runner import exact_claim
 from tests.experiments.conftest import cifar_or_shapes
 
 TINY = ["--set", "train_images=200", "--set", "test_images=60", "--set", "epochs=2", "--set", "batch_size=32",
@@ -34,6 +35,21 @@ def test_paired_verdicts_follow_the_t_interval():
     assert stats.directional(stats.paired([0.1], [0.9])) == stats.INCONCLUSIVE  # one seed: no noise estimate
     assert math.isclose(up["half_width"], 4.303 * 0.01 / math.sqrt(3), rel_tol=1e-3)
     assert stats.mean_std([1.0, 3.0]) == {"mean": 2.0, "std": math.sqrt(2.0), "n": 2}
+
+
+def test_a_margin_judges_no_worse_than_and_exact_claims_need_equality():
+    # d = higher - lower = -0.005 ± small: below zero, yet above -0.01, so "lower is no worse by 1 pp" agrees.
+    slightly_worse = stats.paired([0.305, 0.405, 0.506], [0.30, 0.40, 0.50])
+    assert stats.directional(slightly_worse) == stats.DISAGREES
+    assert stats.directional(slightly_worse, margin=0.01) == stats.AGREES
+    assert stats.directional(slightly_worse, margin=0.005) == stats.INCONCLUSIVE
+    far_worse = stats.paired([0.35, 0.46, 0.55], [0.30, 0.40, 0.50])  # d about -0.05: outside a 1 pp margin
+    assert stats.directional(far_worse, margin=0.01) == stats.DISAGREES
+    assert stats.exact(27 * 64 * 64, 27 * 64 * 64) == stats.AGREES
+    assert stats.exact(27 * 64 * 64 + 1, 27 * 64 * 64) == stats.DISAGREES
+    assert stats.exact(104, 100, rel_tol=0.05) == stats.AGREES and stats.exact(106, 100, 0.05) == stats.DISAGREES
+    claim = exact_claim("s", "same shape", [32, 8, 8], [32, 8, 4], "paper")
+    assert claim["verdict"].startswith(stats.DISAGREES) and "32 x 8 x 4" in claim["ours"]
 
 
 def test_config_keys_and_types_are_checked():
@@ -139,11 +155,17 @@ def test_quick_size_writes_a_report_whose_verdicts_follow_the_numbers(name, all_
     assert r["claims"]
     for claim in r["claims"]:
         # The verdict is the rule applied to the per-seed numbers in results.json, recomputed here.
+        assert claim["published"]
+        if claim["kind"] == "exact":  # a cost: the analyzer's count against the paper's formula
+            m, e = claim["measured"], claim["expected"]
+            want = stats.exact(m, e, claim["rel_tol"]) if isinstance(m, (int, float)) else (
+                stats.AGREES if m == e else stats.DISAGREES)  # fmt: skip
+            assert claim["verdict"].startswith(want)
+            continue
         by_seed = sorted(r["trials"], key=lambda t: t["seed"])
         lo = [t[claim["metric"]] for t in by_seed if t["arm"] == claim["lower"]]
         hi = [t[claim["metric"]] for t in by_seed if t["arm"] == claim["higher"]]
-        assert claim["verdict"].startswith(stats.directional(stats.paired(lo, hi)))
-        assert claim["published"]
+        assert claim["verdict"].startswith(stats.directional(stats.paired(lo, hi), claim["margin"]))
     for arm, a in r["arms"].items():
         errs = [t["test_error"] for t in r["trials"] if t["arm"] == arm]
         assert math.isclose(a["test_error"]["mean"], sum(errs) / len(errs))

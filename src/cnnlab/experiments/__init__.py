@@ -6,10 +6,20 @@
 from __future__ import annotations
 
 from cnnlab.errors import UnknownNameError
-from cnnlab.experiments import degradation
+from cnnlab.experiments import bottleneck, cardinality, degradation, depthwise, factorize, small_filters
 from cnnlab.experiments.base import Experiment
 
-EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (degradation.EXPERIMENT,)}
+EXPERIMENTS: dict[str, Experiment] = {
+    e.name: e
+    for e in (
+        degradation.EXPERIMENT,
+        small_filters.EXPERIMENT,
+        bottleneck.EXPERIMENT,
+        factorize.EXPERIMENT,
+        depthwise.EXPERIMENT,
+        cardinality.EXPERIMENT,
+    )
+}
 # Not yet on the framework: `transfer` keeps its own runner (cnnlab.train.transfer_experiment) for now.
 LEGACY = ("transfer",)
 

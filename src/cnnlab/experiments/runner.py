@@ -150,12 +150,12 @@ def run(
         trials.append({"arm": arm.name, "seed": seed, "run_dir": str(run_dir.relative_to(out)), **_read_trial(run_dir)})
     results = collect(exp, cfg, arms, costs, trials, info)
     results["scale"] = scale
+    if exp.extra is not None:  # before the verdicts: cost claims read the analysis
+        results["analysis"] = exp.extra(cfg, results)
     results["claims"] = exp.judge(cfg, results)
     for c in results["claims"]:
         if not c["verdict"].startswith((stats.AGREES, stats.DISAGREES, stats.INCONCLUSIVE)):
             raise RuntimeError(f"{exp.name}: verdict '{c['verdict']}' is none of the three")
-    if exp.extra is not None:
-        results["analysis"] = exp.extra(cfg, results)
     results["commands"] = [command or f"cnnlab reproduce {exp.name}", *_trial_commands(out, trials)]
     results["provenance"] = report.provenance(device, load_start)
     results["timing"] = {
@@ -204,20 +204,55 @@ def per_seed(results: dict[str, Any], arm: str, metric: str) -> list[float]:
 
 
 def compare(
-    results: dict[str, Any], key: str, text: str, metric: str, lower: str, higher: str, published: str
+    results: dict[str, Any],
+    key: str,
+    text: str,
+    metric: str,
+    lower: str,
+    higher: str,
+    published: str,
+    margin: float = 0.0,
 ) -> dict[str, Any]:
-    """A directional claim: `higher`'s metric is above `lower`'s, judged with stats.directional."""
+    """A directional claim: `higher`'s metric is above `lower`'s (minus `margin`), judged with stats.directional."""
     d = stats.paired(per_seed(results, lower, metric), per_seed(results, higher, metric))
-    verdict = stats.directional(d)
+    verdict = stats.directional(d, margin)
     half = "" if d["half_width"] is None else f" ± {100 * d['half_width']:.2f}"
-    ours = f"{higher} - {lower} = {100 * d['mean']:+.2f}{half} pp ({metric}, {d['n']} seeds)"
+    within = f"; claimed > -{100 * margin:.1f}" if margin else ""
+    ours = f"{higher} - {lower} = {100 * d['mean']:+.2f}{half} pp ({metric}, {d['n']} seeds{within})"
     return {
         "key": key,
+        "kind": "directional",
         "text": text,
         "metric": metric,
         "lower": lower,
         "higher": higher,
+        "margin": margin,
         "difference": d,
+        "ours": ours,
+        "published": published,
+        "verdict": f"{verdict}: {ours}",
+    }
+
+
+def exact_claim(
+    key: str, text: str, measured: Any, expected: Any, published: str, rel_tol: float = 0.0, unit: str = ""
+) -> dict[str, Any]:
+    """A cost claim: the analyzer's `measured` count (or shape) against the paper's formula (`expected`)."""
+    if isinstance(measured, (int, float)) and isinstance(expected, (int, float)):
+        verdict = stats.exact(measured, expected, rel_tol)
+        m, e = (f"{x:,}" if isinstance(x, int) else f"{x:.6f}" for x in (measured, expected))
+    else:  # a shape: equal or not
+        verdict = stats.AGREES if measured == expected else stats.DISAGREES
+        m, e = " x ".join(map(str, measured)), " x ".join(map(str, expected))
+    tol = f" (within {100 * rel_tol:g}%)" if rel_tol >= 1e-6 else ""  # smaller: float rounding only
+    ours = f"analyzer {m}{unit}, formula {e}{unit}{tol}"
+    return {
+        "key": key,
+        "kind": "exact",
+        "text": text,
+        "measured": measured,
+        "expected": expected,
+        "rel_tol": rel_tol,
         "ours": ours,
         "published": published,
         "verdict": f"{verdict}: {ours}",

@@ -20,7 +20,9 @@ RULE = (
     "Each claim compares two arms on one metric, paired by seed. With d the per-seed differences "
     "(n seeds), the claim **agrees** when the 95% t-interval mean(d) ± t(n-1) · std(d)/√n lies entirely on the "
     "claimed side of zero, **does not agree** when it lies entirely on the other side, and is **inconclusive "
-    "(within seed noise)** when it contains zero (or n < 2). Cost claims (parameters, MACs, receptive field) "
+    "(within seed noise)** when it contains zero (or n < 2). A claim that one arm is *no worse* than another "
+    "by more than a margin m (a cheaper arm keeping the accuracy) puts -m in the place of zero. Cost claims "
+    "(parameters, MACs, receptive field) "
     "are exact: they agree when the analyzer's count equals the paper's formula."
 )
 
@@ -47,11 +49,12 @@ def paired(lower: list[float], higher: list[float]) -> dict[str, Any]:
     return {"diffs": d, "mean": s["mean"], "std": s["std"], "n": s["n"], "half_width": half}
 
 
-def directional(diff: dict[str, Any]) -> str:
-    """The verdict on "the `higher` arm's metric is above the `lower` arm's" from `paired`'s result."""
+def directional(diff: dict[str, Any], margin: float = 0.0) -> str:
+    """The verdict on "the `higher` arm's metric is above the `lower` arm's" from `paired`'s result; with a
+    margin m, on "it is above the `lower` arm's minus m" (non-inferiority of `lower` within m)."""
     if diff["half_width"] is None:
         return INCONCLUSIVE
-    lo, hi = diff["mean"] - diff["half_width"], diff["mean"] + diff["half_width"]
+    lo, hi = diff["mean"] + margin - diff["half_width"], diff["mean"] + margin + diff["half_width"]
     if lo > 0:
         return AGREES
     if hi < 0:
@@ -59,5 +62,6 @@ def directional(diff: dict[str, Any]) -> str:
     return INCONCLUSIVE
 
 
-def exact(measured: float, expected: float, tol: float = 0.0) -> str:
-    return AGREES if abs(measured - expected) <= tol else DISAGREES
+def exact(measured: float, expected: float, rel_tol: float = 0.0) -> str:
+    """An exact (cost) claim: the analyzer's count equals the formula's, or is within `rel_tol` of it."""
+    return AGREES if abs(measured - expected) <= rel_tol * abs(expected) else DISAGREES
