@@ -145,6 +145,7 @@ def run(
                 return None
             spent += time.perf_counter() - t
             done_w += weight[arm.name]
+            t0 = _add_wall(out, t0)
         else:
             log(f"trial {k}/{len(plan)}: {arm.label}, seed {seed}: finished before, read back")
         trials.append({"arm": arm.name, "seed": seed, "run_dir": str(run_dir.relative_to(out)), **_read_trial(run_dir)})
@@ -158,13 +159,25 @@ def run(
             raise RuntimeError(f"{exp.name}: verdict '{c['verdict']}' is none of the three")
     results["commands"] = [command or f"cnnlab reproduce {exp.name}", *_trial_commands(out, trials)]
     results["provenance"] = report.provenance(device, load_start)
+    t0 = _add_wall(out, t0)
     results["timing"] = {
-        "wall_seconds": round(time.perf_counter() - t0, 1),
+        # over every invocation (a resumed or re-reported run adds its own time), so "a full run" stays honest
+        "wall_seconds": round(json.loads((out / "wall.json").read_text())["seconds"], 1),
         "trial_train_seconds": {f"{t['arm']}-seed{t['seed']}": t.pop("seconds") for t in trials},
     }
     report.write(exp, cfg, results, out)
     log(f"report: {out / 'report.md'}")
     return results
+
+
+def _add_wall(out: Path, since: float) -> float:
+    """Add the wall time since `since` to out/wall.json; returns now (the next interval's start)."""
+    from cnnlab.fileio import write_json
+
+    now, path = time.perf_counter(), out / "wall.json"
+    prior = json.loads(path.read_text())["seconds"] if path.is_file() else 0.0
+    write_json(path, {"seconds": prior + now - since})
+    return now
 
 
 def _trial_commands(out: Path, trials: list[dict[str, Any]]) -> list[str]:
