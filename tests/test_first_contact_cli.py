@@ -296,7 +296,7 @@ def test_busy_bubble_chart_has_no_overlapping_labels(tmp_path, monkeypatch):
 
 
 def test_transfer_plot_has_plain_tick_labels(tmp_path, monkeypatch):
-    from cnnlab.train.transfer_experiment import METHODS, plot
+    from cnnlab.experiments.transfer import METHODS, plot
 
     spy = FigureSpy(monkeypatch)
     table = {n: {m: {"mean": 0.5, "std": 0.01, "runs": 2} for m in METHODS} for n in (6, 20, 60)}

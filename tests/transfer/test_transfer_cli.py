@@ -191,30 +191,127 @@ def test_relaunch_argv_carries_the_transfer_flags():
         assert getattr(again, key) == getattr(args, key), key
 
 
-@pytest.mark.slow
-def test_reproduce_transfer_quick_end_to_end(tmp_path, capsys):
-    out = tmp_path / "rep"
-    assert main(["reproduce", "transfer", "--quick", "--out", str(out)]) == 0
-    report = (out / "report.md").read_text()
-    res = json.loads((out / "results.json").read_text())
-    assert (out / "transfer.png").stat().st_size > 1000
-    assert len(res["runs"]) == 2 * 2 * 4  # sizes x seeds x methods
-    for method in ("from scratch", "linear probe", "discriminative", "full fine-tune"):
-        assert method in report
-    assert "cnnlab reproduce transfer" in report and "Lecture advice" in report
-    # The table is computed from the runs, not typed in.
-    accs = [r["test_acc"] for r in res["runs"] if r["n"] == 5 and r["method"] == "linear"]
-    assert res["table"]["5"]["linear"]["mean"] == pytest.approx(np.mean(accs))
-    assert f"{100 * np.mean(accs):.1f} ± {100 * np.std(accs, ddof=1):.1f}" in report
-    # A second run in the same directory reuses the cached source model.
-    assert main(["reproduce", "transfer", "--quick", "--out", str(out), "--sizes", "5,6", "--seeds", "2"]) == 0
-    assert "source model: reusing" in capsys.readouterr().out
+# -- `cnnlab reproduce transfer` on the experiment framework ----------------------------------------------------
+
+# Two source and two target classes; every trial a few steps, so the whole experiment takes seconds.
+REPRO_DATA = "shapes:classes=4,size=16,train=240,test=80"
+REPRO = ["--quick", "--data", REPRO_DATA, "--set", "train_images=0", "--set", "test_images=0", "--set", "sizes=[4, 8]",
+         "--set", "source_per_class=40", "--set", "val_per_class=4", "--set", "source_steps=6", "--set",
+         "batch_size=16", "--set", "target_steps=3", "--set", "target_batch=8", "--set", "checkpoint_every=2",
+         "--set", "threads=1"]  # fmt: skip
 
 
-def test_reproduce_bad_input(capsys, tmp_path):
-    _one_line_exit_2(capsys, ["reproduce", "tranfer"], "did you mean transfer")
-    _one_line_exit_2(capsys, ["reproduce", "transfer", "--seeds", "1"], "at least 2")
-    _one_line_exit_2(capsys, ["reproduce", "transfer", "--sizes", "10,x"], "integers")
+@pytest.fixture(scope="module")
+def transfer_run(tmp_path_factory) -> tuple:
+    out = tmp_path_factory.mktemp("transfer") / "exp"
+    assert main(["reproduce", "transfer", *REPRO, "--out", str(out)]) == 0
+    return out, json.loads((out / "results.json").read_text())
+
+
+def test_reproduce_transfer_runs_every_trial_through_the_engine(transfer_run):
+    out, r = transfer_run
+    methods = ("scratch", "linear", "discriminative", "full")
+    assert list(r["arms"]) == ["source", *(f"{m}{n}" for n in (4, 8) for m in methods)]
+    assert len(r["trials"]) == 2 * (1 + 2 * 4)  # seeds x (source + sizes x methods)
+    # Seed-major, the source first: each seed's source has finished before the trials that start from it.
+    assert [(t["seed"], t["arm"]) for t in r["trials"]][:2] == [(0, "source"), (0, "scratch4")]
+    for seed in (0, 1):
+        source = (out / "trials" / f"source-seed{seed}").resolve()
+        for n in (4, 8):
+            for m in methods:
+                recipe = read_run(out / "trials" / f"{m}{n}-seed{seed}")[0]
+                assert recipe.weights == ("" if m == "scratch" else str(source)), (m, n, seed)  # in recipe.toml
+                assert recipe.data == f"npz:{(out / f'data-target{n}.npz').resolve()}"
+                assert recipe.iterations == 3 and recipe.batch_size == 8  # the same budget for every target trial
+                assert recipe.freeze == ("backbone" if m == "linear" else "none")
+                assert recipe.lr_mult == ("head=1,stages=0.1,stem=0.01" if m == "discriminative" else "")
+    # The table is computed from the trials, not typed in; transfer.png is drawn.
+    accs = [1 - t["test_error"] for t in r["trials"] if t["arm"] == "linear4"]
+    assert f"{100 * np.mean(accs):.1f} ± {100 * np.std(accs, ddof=1):.1f}" in (out / "report.md").read_text()
+    assert (out / "transfer.png").read_bytes()[:4] == b"\x89PNG"
+    assert [c["key"] for c in r["claims"]] == ["small_linear_scratch", "small_linear_discriminative",
+                                               "small_linear_full", "small_pretrained", "large_discriminative",
+                                               "large_full"]  # fmt: skip
+
+
+def test_each_task_is_tested_on_its_own_classes(transfer_run):
+    out, r = transfer_run
+    files = r["data"]["datasets"]
+    assert files["source"]["classes"] == r["data"]["classes"][:2]
+    assert files["target4"]["classes"] == files["target8"]["classes"] == r["data"]["classes"][2:]
+    assert (files["target4"]["train_images"], files["target8"]["train_images"]) == (4 * 2, 8 * 2)
+    for name, meta in files.items():
+        z = np.load(out / f"data-{name}.npz")
+        assert sorted(set(z["y_test"].tolist())) == [0, 1] and len(z["y_test"]) == meta["test_images"]
+    pool = np.load(out / "data.npz")
+    for name, first in (("source", 0), ("target4", 2)):  # the same images as the pool's classes of that task
+        z = np.load(out / f"data-{name}.npz")
+        mine = pool["x_test"][np.isin(pool["y_test"], [first, first + 1])]
+        assert np.array_equal(np.sort(z["x_test"].reshape(len(z["x_test"]), -1), 0),
+                              np.sort(mine.reshape(len(mine), -1), 0))  # fmt: skip
+    summary = json.loads((out / "trials" / "full8-seed0" / "summary.json").read_text())
+    assert summary["test_images"] == files["target8"]["test_images"]
+    assert set(files["target8"]) >= {"val_images", "sha256"}  # the target's own val set, recorded
+
+
+def test_the_linear_probe_keeps_the_source_backbone_bit_identical(transfer_run):
+    from cnnlab.weights import read_weights
+
+    out, _ = transfer_run
+    source = read_weights(out / "trials" / "source-seed1")[0]  # what the target trials load: its best checkpoint
+    probe = CheckpointDir(out / "trials" / "linear8-seed1" / "checkpoints").latest().load_weights()[0]
+    full = CheckpointDir(out / "trials" / "full8-seed1" / "checkpoints").latest().load_weights()[0]
+    backbone = [k for k in source if part_of(k) != "head"]
+    assert any(k.endswith("running_var") for k in backbone)
+    assert [k for k in backbone if not torch.equal(source[k], probe[k])] == []
+    assert any(not torch.equal(source[k], full[k]) for k in backbone)  # the full fine-tune did move it
+
+
+def test_reproduce_transfer_resumes_after_a_kill_inside_a_source_trial(transfer_run, tmp_path, capsys):
+    """What SIGKILL inside seed 1's source trial leaves: its older checkpoint, no later trial, no report."""
+    out, _ = transfer_run
+    cut = tmp_path / "cut"
+    shutil.copytree(out, cut)
+    for d in (cut / "trials").glob("*-seed1"):
+        if d.name != "source-seed1":
+            shutil.rmtree(d)
+    source = cut / "trials" / "source-seed1"
+    (source / "summary.json").unlink()
+    newest = sorted((source / "checkpoints").glob("step-*.json"))[-1]
+    for f in (source / "checkpoints").glob(newest.stem + ".*"):
+        f.unlink()
+    for f in ("results.json", "report.md"):
+        (cut / f).unlink()
+    older = sorted((source / "checkpoints").glob("step-*.json"))[-1].name  # where the resumed trial continues
+    capsys.readouterr()
+    assert main(["reproduce", "transfer", *REPRO, "--out", str(cut)]) == 0
+    log = capsys.readouterr().out
+    assert "source task (pretraining), seed 0: finished before, read back" in log
+    assert f"resumed {source} from {older}" in log
+
+    def comparable(path):
+        r = json.loads(path.read_text())
+        for key in ("provenance", "timing", "commands"):
+            r.pop(key)
+        return json.loads(json.dumps(r).replace(str(cut), str(out)))  # the recipes name their directory
+
+    assert comparable(cut / "results.json") == comparable(out / "results.json")
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["reproduce", "tranfer"], "did you mean transfer"),
+        (["reproduce", "transfer", "--data", "shapes:classes=3,size=16,train=60,test=30"], "at least 4 classes"),
+        (["reproduce", "transfer", "--set", "sizes=[10, x]"], "sizes must be int"),
+        (["reproduce", "transfer", "--set", "sizes=[10]"], "two or more increasing positive sizes"),
+        (["reproduce", "transfer", "--set", "epochs=5"], "counts steps, not epochs"),
+        (["reproduce", "transfer", "--data", REPRO_DATA, "--set", "train_images=0", "--set", "sizes=[10, 100]"],
+         "raise train_images"),
+    ],
+)  # fmt: skip
+def test_reproduce_transfer_bad_input(capsys, tmp_path, argv, needle):
+    _one_line_exit_2(capsys, [*argv, "--out", str(tmp_path / "x")], needle)
 
 
 @pytest.mark.slow

@@ -22,12 +22,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="experiment directory (default runs/reproduce/NAME[-quick])")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
     p.add_argument("--plan", action="store_true", help="print the trials and their cost (analyzer), run nothing")
-    # transfer's own flags, until it moves onto the framework
-    p.add_argument("--model", help=argparse.SUPPRESS)
-    p.add_argument("--sizes", help=argparse.SUPPRESS)
-    p.add_argument("--source-steps", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--target-steps", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--threads", type=int, help=argparse.SUPPRESS)
 
 
 def _changes(args: argparse.Namespace) -> dict:
@@ -56,7 +50,7 @@ def _changes(args: argparse.Namespace) -> dict:
 def list_experiments() -> int:
     import json
 
-    from cnnlab.experiments import EXPERIMENTS, LEGACY
+    from cnnlab.experiments import EXPERIMENTS
 
     docs = Path(__file__).resolve().parents[3] / "docs" / "reproduce"
     print(f"{'name':<13} {'full run':>9}  claim (source)")
@@ -67,8 +61,6 @@ def list_experiments() -> int:
             r = json.loads(done.read_text())
             took = f"{r['timing']['wall_seconds'] / 60:.0f} min"
         print(f"{name:<13} {took:>9}  {exp.claim} ({exp.source}); data {exp.config().data}")
-    for name in LEGACY:
-        print(f"{name:<13} {'6 min':>9}  scratch vs linear probe vs fine-tuning (seed 004; 366 s, README); own runner")
     return 0
 
 
@@ -106,8 +98,6 @@ def run(args: argparse.Namespace) -> int:
         raise CnnlabError(f"--quick and --scale {args.scale} contradict each other")
     if args.experiment == "list":
         return list_experiments()
-    if args.experiment == "transfer":
-        return _transfer(args)
     if args.experiment == "all":
         root = args.out or "runs/reproduce" + ("-quick" if scale == "quick" else "")
         for name in EXPERIMENTS:
@@ -116,38 +106,3 @@ def run(args: argparse.Namespace) -> int:
                 return code
         return 0
     return _run_one(args.experiment, args, scale, args.out)
-
-
-def _transfer(args: argparse.Namespace) -> int:
-    from cnnlab.errors import CnnlabError
-    from cnnlab.train import transfer_experiment as te
-
-    cfg = te.quick_config(args.data) if args.quick else te.Config()
-    if args.data and not args.quick:
-        cfg.data = args.data
-    if args.model:
-        from cnnlab.registry import get_entry
-
-        get_entry(args.model)  # unknown names fail here, with suggestions
-        cfg.model = args.model
-    if args.sizes:
-        try:
-            cfg.sizes = tuple(sorted({int(s) for s in args.sizes.split(",") if s.strip()}))
-        except ValueError:
-            raise CnnlabError(f"--sizes takes integers separated by commas, got '{args.sizes}'") from None
-        if len(cfg.sizes) < 2 or min(cfg.sizes) < 1:
-            raise CnnlabError(f"--sizes needs at least two positive sizes, got '{args.sizes}'")
-    if args.seeds is not None:
-        if args.seeds < 2:
-            raise CnnlabError("--seeds must be at least 2 (a standard deviation needs two runs)")
-        cfg.seeds = args.seeds
-    cfg.device = args.device
-    for key in ("source_steps", "target_steps", "threads"):
-        value = getattr(args, key)
-        if value is not None:
-            if value < (0 if key == "threads" else 1):
-                raise CnnlabError(f"--{key.replace('_', '-')} must be positive, got {value}")
-            setattr(cfg, key, value)
-    argv = "cnnlab " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["reproduce"] else None
-    te.run_experiment(cfg, args.out or "runs/reproduce-transfer", argv=argv or "cnnlab reproduce transfer")
-    return 0

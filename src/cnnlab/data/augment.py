@@ -161,7 +161,13 @@ def color_jitter(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
 
 def pca_shift(alpha: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tensor) -> torch.Tensor:
     """AlexNet lighting: [p1 p2 p3][a1 l1, a2 l2, a3 l3]^T per sample -> (B, C) added to every pixel."""
-    return (alpha * eigval.view(1, -1)) @ eigvec.T
+    w = alpha * eigval.view(1, -1)  # (B, K)
+    # Three element-wise terms, not a matmul: BLAS blocks a (B, 3) @ (3, 3) product differently for different B
+    # (seen on AVX-512), and each sample's shift must not depend on how many others share its batch (DDP ranks).
+    out = w[:, :1] * eigvec[:, 0].view(1, -1)
+    for k in range(1, w.shape[1]):
+        out = out + w[:, k : k + 1] * eigvec[:, k].view(1, -1)
+    return out
 
 
 def cutout_mask(centers: torch.Tensor, n: int, h: int, w: int, device: torch.device) -> torch.Tensor:

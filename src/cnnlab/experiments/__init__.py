@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from cnnlab.errors import UnknownNameError
-from cnnlab.experiments import bottleneck, cardinality, degradation, depthwise, factorize, small_filters
+from cnnlab.experiments import bottleneck, cardinality, degradation, depthwise, factorize, small_filters, transfer
 from cnnlab.experiments.base import Experiment
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -18,13 +18,12 @@ EXPERIMENTS: dict[str, Experiment] = {
         factorize.EXPERIMENT,
         depthwise.EXPERIMENT,
         cardinality.EXPERIMENT,
+        transfer.EXPERIMENT,
     )
 }
-# Not yet on the framework: `transfer` keeps its own runner (cnnlab.train.transfer_experiment) for now.
-LEGACY = ("transfer",)
 
 
 def get_experiment(name: str) -> Experiment:
     if name not in EXPERIMENTS:
-        raise UnknownNameError("experiment", name, [*EXPERIMENTS, *LEGACY, "all", "list"])
+        raise UnknownNameError("experiment", name, [*EXPERIMENTS, "all", "list"])
     return EXPERIMENTS[name]

@@ -12,6 +12,7 @@ import dataclasses
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError, UnknownNameError
@@ -26,6 +27,11 @@ class Arm:
     model: str
     model_args: dict[str, Any] = field(default_factory=dict)
     recipe: dict[str, Any] = field(default_factory=dict)
+    # The trial's training data: "" is the experiment's DIR/data.npz; a name is DIR/data-NAME.npz, one of the
+    # files `Experiment.datasets` makes (e.g. transfer's source task and its target task at N images per class).
+    data: str = ""
+    # The name of an earlier arm: its trial of the same seed (a run directory) becomes this trial's `weights`.
+    weights_from: str = ""
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,11 @@ class Experiment:
     needs_channels: int | None = 3  # None: any
     min_classes: int = 2
     extra: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None  # analytic numbers (params, MACs, RF)
+    # Per-arm data: (config, the arrays of data.npz) -> {name: arrays of the same keys}, each written once as
+    # DIR/data-NAME.npz for the arms whose `data` is NAME (cnnlab.experiments.data.prepare).
+    datasets: Callable[[Any, dict[str, Any]], dict[str, dict[str, Any]]] | None = None
+    # More of the report: (config, results, DIR) -> markdown lines after the arms' table (may draw a figure in DIR).
+    report: Callable[[Any, dict[str, Any], Path], list[str]] | None = None
 
 
 SCALES = ("full", "quick", "paper")

@@ -7,7 +7,8 @@ python-version archive already downloaded into ~/.cache/cnnlab/cifar-10-batches-
 
 The subset (stratified, seed 0) is written once as `data.npz` in the experiment directory, so every trial, its
 resume and `cnnlab eval` on a trial read the same images, and the experiment's results do not depend on where
-the source lived.
+the source lived. An experiment whose arms train on different data (transfer: a source task, then target tasks
+of N images per class) cuts its per-arm files from that subset with its `datasets` hook, written beside it.
 """
 
 from __future__ import annotations
@@ -79,7 +80,10 @@ def _subset(y: torch.Tensor, n: int, classes: int, seed: int) -> torch.Tensor:
 
 
 def prepare(cfg: Any, exp: Any, out: Path, log: Any = print) -> dict[str, Any]:
-    """Write `out/data.npz` (once) and return what the report says about it (source, sizes, classes, sha256)."""
+    """Write `out/data.npz` (once) and return what the report says about it (source, sizes, classes, sha256).
+
+    An experiment with a `datasets` hook also gets its per-arm files (`arm_file`), each with its sizes, classes
+    and sha256 under the key "datasets"; data.json is written after all of them."""
     from cnnlab.data.dataset import available_splits, load
     from cnnlab.fileio import atomic_path, write_json
 
@@ -110,6 +114,8 @@ def prepare(cfg: Any, exp: Any, out: Path, log: Any = print) -> dict[str, Any]:
         "y_test": test.y[te].numpy().astype(np.int64),
         "classes": np.array(list(train.classes)),
     }
+    # The per-arm files are cut (and checked) before anything is written, so bad sizes leave nothing behind.
+    extra = exp.datasets(cfg, arrays) if exp.datasets is not None else None
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
     info = {
@@ -120,6 +126,30 @@ def prepare(cfg: Any, exp: Any, out: Path, log: Any = print) -> dict[str, Any]:
         "classes": list(train.classes),
         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
     }
-    write_json(info_path, info)
     log(f"data: {len(tr)} training and {len(te)} test images of {spec} -> {path}")
+    if extra is not None:
+        info["datasets"] = {name: _write_arm_data(out, name, a, log) for name, a in extra.items()}
+    write_json(info_path, info)  # last: its presence means every file above is complete
     return info
+
+
+def arm_file(out: Path, name: str) -> Path:
+    """The training data of an arm whose `data` is `name` ("" is the experiment's own data.npz)."""
+    return out / (f"data-{name}.npz" if name else "data.npz")
+
+
+def _write_arm_data(out: Path, name: str, arrays: dict[str, Any], log: Any) -> dict[str, Any]:
+    from cnnlab.fileio import atomic_path
+
+    if not name or not all(c.isalnum() or c in "-_" for c in name):
+        raise ValueError(f"dataset name {name!r} must be non-empty letters, digits, '-' or '_' (a file name)")
+    path = arm_file(out, name)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    splits = {s: int(len(arrays[f"y_{s}"])) for s in ("train", "val", "test") if f"y_{s}" in arrays}
+    log(f"data: {name}: " + ", ".join(f"{n} {s}" for s, n in splits.items()) + f" images -> {path}")
+    return {
+        **{f"{s}_images": n for s, n in splits.items()},
+        "classes": [str(c) for c in arrays["classes"]],
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+    }

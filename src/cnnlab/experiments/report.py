@@ -33,7 +33,8 @@ def _pct(s: dict[str, Any]) -> str:
     return f"{100 * s['mean']:.2f}" + ("" if s["std"] is None else f" ± {100 * s['std']:.2f}")
 
 
-def markdown(exp: Any, cfg: Any, r: dict[str, Any]) -> str:
+def markdown(exp: Any, cfg: Any, r: dict[str, Any], more: list[str] | None = None) -> str:
+    """report.md; `more` (the experiment's own lines, Experiment.report) follows the arms' table."""
     arms = r["arms"]
     rows = ["| arm | model | params | MACs | final train error % | test error % |", "|---|---|---:|---:|---:|---:|"]
     for a in arms.values():
@@ -60,6 +61,7 @@ def markdown(exp: Any, cfg: Any, r: dict[str, Any]) -> str:
             "",
             *rows,
             "",
+            *(more or []),
             "![training and held-out error per epoch](curves.png)",
             "",
             "![test error per arm](errors.png)",
@@ -136,5 +138,6 @@ def write(exp: Any, cfg: Any, results: dict[str, Any], out: Path) -> None:
     from cnnlab.fileio import write_json, write_text
 
     plots(results, out)
-    write_text(out / "report.md", markdown(exp, cfg, results))
+    more = exp.report(cfg, results, out) if exp.report is not None else None
+    write_text(out / "report.md", markdown(exp, cfg, results, more))
     write_json(out / "results.json", results)

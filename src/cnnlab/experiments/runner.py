@@ -24,7 +24,8 @@ def trial_dir(out: Path, arm: Arm, seed: int) -> Path:
     return out / "trials" / f"{arm.name}-seed{seed}"
 
 
-def trial_recipe(cfg: Any, arm: Arm, seed: int, data_file: Path) -> Any:
+def trial_recipe(cfg: Any, arm: Arm, seed: int, data_file: Path, weights: Path | None = None) -> Any:
+    """The recipe of one trial; `weights` (a run directory) is where it starts from (Arm.weights_from)."""
     from cnnlab.train.recipe import Recipe
 
     base = {
@@ -44,7 +45,23 @@ def trial_recipe(cfg: Any, arm: Arm, seed: int, data_file: Path) -> Any:
     }
     if arm.model_args:
         base["model_args"] = dict(arm.model_args)
+    if weights is not None:
+        base["weights"] = str(weights.resolve())
     return Recipe().replace(**{**base, **arm.recipe})
+
+
+def check_arms(exp: Experiment, arms: list[Arm], datasets: dict[str, Any]) -> None:
+    """Arm names are unique, `data` names a file the experiment made, `weights_from` an earlier arm (so that, seed
+    by seed, the trial whose weights are taken has finished first)."""
+    seen: set[str] = set()
+    for arm in arms:
+        if arm.name in seen:
+            raise ValueError(f"{exp.name}: two arms are named {arm.name}")
+        if arm.data and arm.data not in datasets:
+            raise ValueError(f"{exp.name}: arm {arm.name} trains on '{arm.data}', which its datasets hook did not make")
+        if arm.weights_from and arm.weights_from not in seen:
+            raise ValueError(f"{exp.name}: arm {arm.name} takes weights from '{arm.weights_from}', not an earlier arm")
+        seen.add(arm.name)
 
 
 def _claim_dir(exp: Experiment, cfg: Any, out: Path, scale: str) -> None:
@@ -86,8 +103,15 @@ def _read_trial(run: Path) -> dict[str, Any]:
     }
 
 
-def arm_costs(arms: list[Arm], image: list[int], classes: int) -> dict[str, dict[str, int]]:
-    """Parameters and multiply-adds of each arm for one image of the experiment's data (the analyzer's)."""
+def _arm_classes(arms: list[Arm], info: dict[str, Any]) -> dict[str, int]:
+    """Each arm's class count: its own data file's when it has one (Arm.data), else the experiment's."""
+    files = info.get("datasets", {})
+    return {a.name: len(files[a.data]["classes"] if a.data else info["classes"]) for a in arms}
+
+
+def arm_costs(arms: list[Arm], image: list[int], classes: int | dict[str, int]) -> dict[str, dict[str, int]]:
+    """Parameters and multiply-adds of each arm for one image of the experiment's data (the analyzer's);
+    `classes` is one count for every arm, or each arm's by name."""
     import torch
 
     import cnnlab
@@ -96,7 +120,8 @@ def arm_costs(arms: list[Arm], image: list[int], classes: int) -> dict[str, dict
     costs = {}
     for arm in arms:
         with torch.device("meta"):
-            model = create_with_overrides(arm.model, arm.model_args, num_classes=classes, in_chans=image[0])
+            k = classes[arm.name] if isinstance(classes, dict) else classes
+            model = create_with_overrides(arm.model, arm.model_args, num_classes=k, in_chans=image[0])
         rep = cnnlab.analyze(model, tuple(image))
         costs[arm.name] = {"params": int(rep.total_params), "macs": int(rep.total_macs)}
     return costs
@@ -117,14 +142,16 @@ def run(
     from cnnlab.train.loop import train
 
     out = Path(out)
+    arms = exp.arms(cfg)  # first: a config the arms refuse fails before any directory or data
     _claim_dir(exp, cfg, out, scale)
     t0 = time.perf_counter()
     load_start = report.load_average()
     info = data.prepare(cfg, exp, out, log)
-    arms = exp.arms(cfg)
-    costs = arm_costs(arms, info["image_size"], len(info["classes"]))
+    check_arms(exp, arms, info.get("datasets", {}))
+    costs = arm_costs(arms, info["image_size"], _arm_classes(arms, info))
     plan = [(seed, arm) for seed in range(cfg.seeds) for arm in arms]  # seed-major: pairs complete early
-    weight = {a.name: max(1, costs[a.name]["macs"]) for a in arms}
+    by_name = {a.name: a for a in arms}
+    weight = {a.name: max(1, costs[a.name]["macs"]) * _train_images(cfg, a) for a in arms}  # for the ETA
     total = sum(weight[a.name] for _, a in plan)
     trials, done_w, spent = [], 0, 0.0
     for k, (seed, arm) in enumerate(plan, 1):
@@ -133,7 +160,8 @@ def run(
         if not (run_dir / "summary.json").is_file():
             log(f"trial {k}/{len(plan)}: {arm.label}, seed {seed}{eta}")
             t = time.perf_counter()
-            recipe = trial_recipe(cfg, arm, seed, out / "data.npz")
+            weights = trial_dir(out, by_name[arm.weights_from], seed) if arm.weights_from else None
+            recipe = trial_recipe(cfg, arm, seed, data.arm_file(out, arm.data), weights)
             resume = run_dir if (run_dir / "recipe.toml").is_file() else None
 
             def tlog(s: str, k: int = k) -> None:
@@ -194,6 +222,8 @@ def collect(exp: Experiment, cfg: Any, arms: list[Arm], costs: dict, trials: lis
             "label": arm.label,
             "model": arm.model,
             "model_args": dict(arm.model_args),
+            **({"data": arm.data} if arm.data else {}),  # only where arms differ in data: other results unchanged
+            **({"weights_from": arm.weights_from} if arm.weights_from else {}),
             **costs[arm.name],
             "test_error": stats.mean_std([t["test_error"] for t in mine]),
             "final_train_error": stats.mean_std([t["final_train_error"] for t in mine]),
@@ -284,9 +314,9 @@ def plan(exp: Experiment, cfg: Any, image: tuple[int, int, int] = (3, 32, 32), c
 
     arms = exp.arms(cfg)
     costs = arm_costs(arms, list(image), classes)
-    images = (cfg.train_images or CIFAR10_TRAIN) * (1 - cfg.val_fraction) * cfg.epochs
     lines, total = [], 0.0
     for arm in arms:
+        images = _train_images(cfg, arm)
         macs = 3 * costs[arm.name]["macs"] * images
         total += macs * cfg.seeds
         lines.append(
@@ -298,6 +328,15 @@ def plan(exp: Experiment, cfg: Any, image: tuple[int, int, int] = (3, 32, 32), c
         f"at an assumed sustained 10 TMAC/s (a recent GPU in fp32) about {clock(total / 1e13)}"
     )
     return lines
+
+
+def _train_images(cfg: Any, arm: Arm) -> float:
+    """The images one trial trains on: steps x batch for a step budget (recipe `iterations`, whatever its
+    data), else the config's epochs over its training subset less val."""
+    steps = arm.recipe.get("iterations", 0)
+    if steps:
+        return float(steps * arm.recipe.get("batch_size", cfg.batch_size))
+    return (cfg.train_images or CIFAR10_TRAIN) * (1 - cfg.val_fraction) * cfg.epochs
 
 
 def _macs(n: float) -> str:
