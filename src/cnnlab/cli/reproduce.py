@@ -80,8 +80,9 @@ def _run_one(name: str, args: argparse.Namespace, scale: str, out: str | None) -
 
     no_gpu = scale == "paper" and args.device != "cuda" and not torch.cuda.is_available()
     if args.plan or no_gpu:
+        lines = runner.plan(exp, cfg)  # first: a config the arms refuse is one line, with no header before it
         print(f"{name} at scale {scale}:")
-        for line in runner.plan(exp, cfg):
+        for line in lines:
             print(f"  {line}")
         if no_gpu and not args.plan:
             print("  --scale paper is sized for a GPU and none is here: nothing run (--device cuda on a GPU machine)")
