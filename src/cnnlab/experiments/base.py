@@ -74,6 +74,11 @@ class Experiment:
 
 SCALES = ("full", "quick", "paper")
 
+# The CI size every CIFAR experiment starts its `quick` from (a few hundred steps; the numbers mean little), and
+# the paper scale's data: all of it, 5 seeds. Experiments add what is their own (depths, widths, epochs).
+QUICK: dict[str, Any] = {"train_images": 512, "test_images": 300, "epochs": 2, "seeds": 2, "batch_size": 64}
+PAPER: dict[str, Any] = {"train_images": 0, "test_images": 0, "seeds": 5}
+
 
 def make_config(exp: Experiment, scale: str = "full", changes: dict[str, Any] | None = None) -> Any:
     """The experiment's config at `scale`, with `changes` (from a TOML file or --set) checked by type."""

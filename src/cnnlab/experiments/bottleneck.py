@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from cnnlab.experiments.base import Arm, Experiment, Setup
+from cnnlab.experiments.base import PAPER, QUICK, Arm, Experiment, Setup
 from cnnlab.experiments.costs import conv_cost, table
 from cnnlab.experiments.published import published
 from cnnlab.experiments.runner import compare, exact_claim
@@ -108,8 +108,8 @@ EXPERIMENT = Experiment(
     claim="a 1x1-3x3-1x1 bottleneck keeps a 3x3 block's shape at a fraction of its cost",
     source="He et al. 2015, arXiv:1512.03385, Fig. 5 and Sec. 4.1; the lecture's seed 004",
     config=Config,
-    quick={"test_images": 300, "epochs": 2, "seeds": 2, "batch_size": 64, "train_images": 512, "widths": (8, 16, 32)},
-    paper={"train_images": 0, "test_images": 0, "epochs": 160, "seeds": 5},
+    quick={**QUICK, "widths": (8, 16, 32)},
+    paper={**PAPER, "epochs": 160},
     arms=_arms,
     judge=judge,
     extra=extra,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cnnlab.experiments.base import Arm, Experiment, Setup
+from cnnlab.experiments.base import PAPER, QUICK, Arm, Experiment, Setup
 from cnnlab.experiments.published import published
 from cnnlab.experiments.runner import compare, exact_claim
 
@@ -90,9 +90,8 @@ EXPERIMENT = Experiment(
     source="Xie et al. 2017, arXiv:1611.05431, Sec. 3.3-4, Tables 2-3",
     config=Config,
     # 2 blocks per stage, not 1: with 1, the stem and projections weigh enough that 32x4d is 7% over 1x64d's MACs
-    quick={"test_images": 300, "epochs": 2, "seeds": 2, "batch_size": 64, "train_images": 384, "blocks": 2,
-           "cardinalities": (1, 32)},
-    paper={"train_images": 0, "test_images": 0, "epochs": 300, "seeds": 5, "widths": (64, 128, 256)},
+    quick={**QUICK, "train_images": 384, "blocks": 2, "cardinalities": (1, 32)},
+    paper={**PAPER, "epochs": 300, "widths": (64, 128, 256)},
     arms=_arms,
     judge=judge,
     extra=extra,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cnnlab.experiments.base import Arm, Experiment, Setup
+from cnnlab.experiments.base import PAPER, QUICK, Arm, Experiment, Setup
 from cnnlab.experiments.published import published
 from cnnlab.experiments.runner import compare
 
@@ -67,9 +67,8 @@ EXPERIMENT = Experiment(
     claim="deeper plain nets train worse; residual connections fix it",
     source="He et al. 2015, arXiv:1512.03385, Sec. 4.2, Fig. 6",
     config=Config,
-    quick={"test_images": 300, "epochs": 2, "seeds": 2, "shallow": 20, "deep": 32,
-           "batch_size": 64, "train_images": 512},
-    paper={"train_images": 0, "test_images": 0, "epochs": 182, "seeds": 5, "val_fraction": 0.1},
+    quick={**QUICK, "shallow": 20, "deep": 32},
+    paper={**PAPER, "epochs": 182, "val_fraction": 0.1},
     arms=_arms,
     judge=judge,
     min_classes=10,

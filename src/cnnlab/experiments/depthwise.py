@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cnnlab.experiments.base import Arm, Experiment, Setup
+from cnnlab.experiments.base import PAPER, QUICK, Arm, Experiment, Setup
 from cnnlab.experiments.published import published
 from cnnlab.experiments.runner import compare, exact_claim
 
@@ -106,8 +106,8 @@ EXPERIMENT = Experiment(
     claim="depthwise separable convs cost 1/N + 1/9 of full convs for a small loss; thinner costs accuracy",
     source="Howard et al. 2017, arXiv:1704.04861, Sec. 3.1-3.3, Tables 4 and 6",
     config=Config,
-    quick={"test_images": 300, "epochs": 2, "seeds": 2, "batch_size": 64, "train_images": 512, "alphas": (1.0, 0.5)},
-    paper={"train_images": 0, "test_images": 0, "epochs": 160, "seeds": 5},
+    quick={**QUICK, "alphas": (1.0, 0.5)},
+    paper={**PAPER, "epochs": 160},
     arms=_arms,
     judge=judge,
     extra=extra,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cnnlab.experiments.base import Arm, Experiment, Setup
+from cnnlab.experiments.base import PAPER, QUICK, Arm, Experiment, Setup
 from cnnlab.experiments.costs import conv_cost, table
 from cnnlab.experiments.published import published
 from cnnlab.experiments.runner import compare, exact_claim
@@ -80,8 +80,8 @@ EXPERIMENT = Experiment(
     claim="an n x n conv factorizes into 1 x n + n x 1 on mid-sized grids, not early",
     source="Szegedy et al. 2015, Inception-v3, arXiv:1512.00567, Sec. 3.2",
     config=Config,
-    quick={"test_images": 300, "epochs": 2, "seeds": 2, "batch_size": 64, "train_images": 512, "widths": (8, 16, 32)},
-    paper={"train_images": 0, "test_images": 0, "epochs": 160, "seeds": 5},
+    quick={**QUICK, "widths": (8, 16, 32)},
+    paper={**PAPER, "epochs": 160},
     arms=_arms,
     judge=judge,
     extra=extra,

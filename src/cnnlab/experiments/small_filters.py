@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cnnlab.experiments.base import Arm, Experiment, Setup
+from cnnlab.experiments.base import PAPER, QUICK, Arm, Experiment, Setup
 from cnnlab.experiments.costs import conv_cost, table
 from cnnlab.experiments.published import published
 from cnnlab.experiments.runner import compare, exact_claim
@@ -75,8 +75,8 @@ EXPERIMENT = Experiment(
     claim="stacked 3x3 convs see as far as one large conv, with fewer weights, and learn better",
     source="Simonyan & Zisserman 2014, arXiv:1409.1556, Sec. 2.3 and 4.1 (Table 3)",
     config=Config,
-    quick={"test_images": 300, "epochs": 2, "seeds": 2, "batch_size": 64, "train_images": 512, "widths": (8, 16, 32)},
-    paper={"train_images": 0, "test_images": 0, "epochs": 74, "seeds": 3, "widths": (64, 128, 256), "lr": 0.01},
+    quick={**QUICK, "widths": (8, 16, 32)},
+    paper={**PAPER, "epochs": 74, "seeds": 3, "widths": (64, 128, 256), "lr": 0.01},
     arms=_arms,
     judge=judge,
     extra=extra,
