@@ -15,7 +15,10 @@ class UnknownNameError(CnnlabError, KeyError):
 
     def __init__(self, kind: str, name: str, known: Iterable[str]):
         self.kind, self.name = kind, name
-        close = difflib.get_close_matches(name, sorted(known), n=4, cutoff=0.5)
+        known = sorted(known)
+        # A name typed short ("smal" for small-filters) is a prefix, not a near spelling: difflib misses it.
+        starts = [k for k in known if len(name) >= 3 and k.startswith(name)]
+        close = list(dict.fromkeys([*starts, *difflib.get_close_matches(name, known, n=4, cutoff=0.5)]))[:4]
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         super().__init__(f"unknown {kind} '{name}'{hint}")
 

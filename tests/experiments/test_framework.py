@@ -71,12 +71,24 @@ def test_config_keys_and_types_are_checked():
         (["reproduce", "degradation", "--data", "shapes:size=32,classes=10,train=64,test=32", "--set",
           "chanels=3"], "unknown degradation config key"),
         (["reproduce", "degradation", "--data", "shapes:size=32,classes=4,train=400,test=40"], "at least 10 classes"),
+        (["reproduce", "smal"], "did you mean small-filters"),  # a prefix is a suggestion too
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line_exit_2(argv, message, tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_an_arm_the_model_refuses_fails_before_the_directory(tmp_path, capsys):
+    """An even kernel for factorize's labnet units is refused at build time, before data or experiment.json,
+    so the corrected command in the same --out is not refused as another experiment's run."""
+    out = tmp_path / "f"
+    argv = ["reproduce", "factorize", "--data", "shapes:size=32,classes=4,train=64,test=32", "--out", str(out)]
+    assert main([*argv, "--set", "n=4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs an odd kernel" in err and len(err.splitlines()) == 1
+    assert not out.exists()
 
 
 def test_wrong_channels_are_one_line(tmp_path, capsys):

@@ -143,6 +143,7 @@ def run(
 
     out = Path(out)
     arms = exp.arms(cfg)  # first: a config the arms refuse fails before any directory or data
+    _check_buildable(exp, arms)
     _claim_dir(exp, cfg, out, scale)
     t0 = time.perf_counter()
     load_start = report.load_average()
@@ -196,6 +197,20 @@ def run(
     report.write(exp, cfg, results, out)
     log(f"report: {out / 'report.md'}")
     return results
+
+
+def _check_buildable(exp: Experiment, arms: list[Arm]) -> None:
+    """Build every arm on the meta device (no memory, no data): a spec override the model refuses (e.g. an even
+    kernel) is one line before the directory is claimed, so the corrected command is not refused as another run."""
+    import torch
+
+    from cnnlab.train.setup import create_with_overrides
+
+    for arm in arms:
+        with torch.device("meta"):
+            create_with_overrides(
+                arm.model, arm.model_args, num_classes=exp.min_classes, in_chans=exp.needs_channels or 3
+            )
 
 
 def _add_wall(out: Path, since: float) -> float:
