@@ -13,6 +13,7 @@ from torch import nn
 
 import cnnlab
 from cnnlab import references
+from cnnlab.errors import CnnlabError
 from cnnlab.models import squeezenet, vgg
 from cnnlab.nn.fire import Fire
 from cnnlab.nn.lrn import LRN
@@ -285,6 +286,42 @@ def test_min_input_size_is_tight(name):
     assert model(torch.empty(1, 3, m, m, device="meta")).shape == (1, 1000)
     with pytest.raises((RuntimeError, ValueError)):
         model(torch.empty(1, 3, m - 1, m - 1, device="meta"))
+
+
+CIFAR_ALEXNET = {
+    "convs": [[64, 5, 1, 2, 1, ["lrn", "pool"]], [128, 5, 1, 2, 1, ["pool"]], [192, 3, 1, 1, 1, ["pool"]]],
+    "fc": [64],
+    "map_size": 4,
+    "pool_ceil": True,
+    "resolution": 32,
+}
+
+
+@pytest.mark.parametrize("pool", [(3, 2), (2, 2), (3, 3)])
+@pytest.mark.parametrize("ceil", [True, False])
+def test_alexnet_pool_knob_min_input_size_is_tight(pool, ceil):
+    model = meta_model("alexnet", **{**CIFAR_ALEXNET, "pool": list(pool), "pool_ceil": ceil})
+    m = model.min_input_size
+    model.min_input_size = 1
+    assert model(torch.empty(1, 3, m, m, device="meta")).shape == (1, 1000)
+    with pytest.raises((RuntimeError, ValueError)):
+        model(torch.empty(1, 3, m - 1, m - 1, device="meta"))
+    assert all(p.kernel_size == pool[0] and p.stride == pool[1] for p in model.modules() if isinstance(p, nn.MaxPool2d))
+
+
+def test_alexnet_tanh_replaces_every_relu():
+    relu = meta_model("alexnet", **CIFAR_ALEXNET)
+    tanh = meta_model("alexnet", **CIFAR_ALEXNET, activation="tanh")
+    assert not any(isinstance(m, nn.ReLU) for m in tanh.modules())
+    assert sum(isinstance(m, nn.Tanh) for m in tanh.modules()) == sum(isinstance(m, nn.ReLU) for m in relu.modules())
+    assert tanh.state_dict().keys() == relu.state_dict().keys()
+
+
+@pytest.mark.parametrize("bad", [{"activation": "gelu"}, {"pool": [3]}, {"pool": [0, 2]}])
+def test_alexnet_bad_knobs_are_one_line(bad):
+    with pytest.raises((CnnlabError, ValueError)) as e:  # the CLI prints either as one line
+        cnnlab.create_model("alexnet", **CIFAR_ALEXNET, **bad)
+    assert "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize("name", [n for n in CLASSIC if cnnlab.model_info(n).published.gmacs is not None])

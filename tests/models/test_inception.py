@@ -174,6 +174,19 @@ def test_min_input_size_is_the_smallest_that_works(name: str, kw: dict):
     assert not _raw_forward_works(model, m - 1, train=True)
 
 
+@pytest.mark.parametrize("last_pool", [2, 3])
+@pytest.mark.parametrize("aux_pool", ["adaptive", "paper"])
+def test_cifar_stem_min_input_size_is_the_smallest_that_works(last_pool: int, aux_pool: str):
+    """On real tensors: at 2-5 px a meta forward accepts pools that a CPU forward refuses."""
+    kw = {"stem": "cifar", "stem_channels": 8, "last_pool_kernel": last_pool, "aux_pool": aux_pool}
+    model = cnnlab.create_model("googlenet", num_classes=10, **kw).train()
+    m, model.min_input_size = model.min_input_size, 1
+    with torch.no_grad():
+        assert model(torch.zeros(2, 3, m, m)).logits.shape == (2, 10)
+        with pytest.raises(RuntimeError):
+            model(torch.zeros(2, 3, m - 1, m - 1))
+
+
 def test_min_input_sizes_match_torchvision_without_aux():
     assert meta_model("googlenet").min_input_size == 15  # torchvision's GoogLeNet min_size
     assert meta_model("inception_v3", aux_logits=False).min_input_size == 75  # torchvision's min_size

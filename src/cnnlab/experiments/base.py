@@ -70,6 +70,15 @@ class Experiment:
     datasets: Callable[[Any, dict[str, Any]], dict[str, dict[str, Any]]] | None = None
     # More of the report: (config, results, DIR) -> markdown lines after the arms' table (may draw a figure in DIR).
     report: Callable[[Any, dict[str, Any], Path], list[str]] | None = None
+    # Measurements on the finished trials: (config, results, DIR, device, log) -> results["evaluation"], before
+    # `extra` and `judge` (test-time reads the trials' run directories; it should cache what it computes in DIR
+    # so that a re-run after a kill does not repeat it).
+    evaluate: Callable[[Any, dict[str, Any], Path, str, Callable[[str], None]], dict[str, Any]] | None = None
+    # A measurement, not a training claim (data-pipeline): (config, DIR, device, log) -> {"claims": [...], ...}
+    # replaces the arms and trials; `arms` then returns []. It should keep what it measured in DIR as it goes,
+    # so that a re-run after a kill continues. The runner adds provenance, timing and commands, and writes the
+    # report (its own lines and figures through `report`).
+    measure: Callable[[Any, Path, str, Callable[[str], None]], dict[str, Any]] | None = None
 
 
 SCALES = ("full", "quick", "paper")

@@ -36,12 +36,16 @@ def _pct(s: dict[str, Any]) -> str:
 def markdown(exp: Any, cfg: Any, r: dict[str, Any], more: list[str] | None = None) -> str:
     """report.md; `more` (the experiment's own lines, Experiment.report) follows the arms' table."""
     arms = r["arms"]
-    rows = ["| arm | model | params | MACs | final train error % | test error % |", "|---|---|---:|---:|---:|---:|"]
+    clean = bool(arms) and all("clean_train_error" in a for a in arms.values())  # recipe train_eval_images
+    head = "| arm | model | params | MACs | final train error % |" + (" clean train error % |" if clean else "")
+    rows = [head + " test error % |", "|---|---|---:|---:|---:|" + ("---:|" if clean else "") + "---:|"]
     for a in arms.values():
         args = "".join(f" {k}={v}" for k, v in a["model_args"].items())
         rows.append(
             f"| {a['label']} | `{a['model']}{args}` | {a['params']:,} | {a['macs']:,} | "
-            f"{_pct(a['final_train_error'])} | {_pct(a['test_error'])} |"
+            f"{_pct(a['final_train_error'])} |"
+            + (f" {_pct(a['clean_train_error'])} |" if clean else "")
+            + f" {_pct(a['test_error'])} |"
         )
     claims = ["| claim | ours | paper | verdict |", "|---|---|---|---|"]
     for c in r["claims"]:
@@ -134,10 +138,51 @@ def plots(r: dict[str, Any], out: Path) -> None:
     plt.close(fig)
 
 
+def measurement_markdown(exp: Any, r: dict[str, Any], more: list[str]) -> str:
+    """report.md of a measurement (Experiment.measure): its own lines and figures, the verdicts, the rest."""
+    claims = ["| claim | ours | paper | verdict |", "|---|---|---|---|"]
+    for c in r["claims"]:
+        claims.append(f"| {c['text']} | {c['ours']} | {c['published']} | **{c['verdict'].split(':')[0]}** |")
+    p, t = r["provenance"], r["timing"]
+    return "\n".join(
+        [
+            f"# {exp.name}: {exp.claim}",
+            "",
+            f"Source: {exp.source}. Scale: {r['scale']}.",
+            "",
+            *more,
+            "## Verdicts",
+            "",
+            *claims,
+            "",
+            r["rule"],
+            "",
+            "## Config",
+            "",
+            ", ".join(f"`{k} = {v}`" for k, v in r["config"].items()),
+            "",
+            "## Repeat it",
+            "",
+            "```",
+            *r["commands"],
+            "```",
+            "",
+            f"Wall time {clock(t['wall_seconds'])} on {p.get('cpu', '?')} ({p.get('cpu_flags', '')}), "
+            f"{p['cpu_count']} CPUs, {p['threads']} torch threads, torch {p['torch']}, git {p['git_sha']}; "
+            f"load average {p['load_start']} at start, {p['load_end']} at the end.",
+            "",
+        ]
+    )
+
+
 def write(exp: Any, cfg: Any, results: dict[str, Any], out: Path) -> None:
     from cnnlab.fileio import write_json, write_text
 
-    plots(results, out)
-    more = exp.report(cfg, results, out) if exp.report is not None else None
-    write_text(out / "report.md", markdown(exp, cfg, results, more))
+    if "arms" not in results:  # a measurement: no arms, no trials, its figures through exp.report
+        more = exp.report(cfg, results, out) if exp.report is not None else []
+        write_text(out / "report.md", measurement_markdown(exp, results, more))
+    else:
+        plots(results, out)
+        more = exp.report(cfg, results, out) if exp.report is not None else None
+        write_text(out / "report.md", markdown(exp, cfg, results, more))
     write_json(out / "results.json", results)

@@ -91,13 +91,16 @@ def _read_trial(run: Path) -> dict[str, Any]:
         rows = list(csv.DictReader(f))
 
     def col(key: str) -> list[float | None]:
-        return [None if r[key] == "" else 1.0 - float(r[key]) for r in rows]
+        return [None if r.get(key, "") in ("", None) else 1.0 - float(r[key]) for r in rows]
 
+    clean = col("clean_train_acc")  # recipe train_eval_images: the un-augmented training error
     return {
         "epochs": [int(r["epoch"]) for r in rows],
+        "steps": [int(r["step"]) for r in rows],
         "train_error": col("train_acc"),
         "val_error": col("val_acc"),
         "final_train_error": col("train_acc")[-1],
+        **({"clean_train_error": clean, "final_clean_train_error": clean[-1]} if clean[-1:] != [None] else {}),
         "test_error": 1.0 - summary["test_top1"],
         "seconds": summary["train_seconds"],
     }
@@ -147,6 +150,14 @@ def run(
     _claim_dir(exp, cfg, out, scale)
     t0 = time.perf_counter()
     load_start = report.load_average()
+    if exp.measure is not None:
+        measured = exp.measure(cfg, out, device, log)
+        if measured is None:  # stopped (SIGINT/SIGTERM): what it measured so far is in DIR
+            log(f"stopped; continue with: {command or 'the same command'}")
+            return None
+        results = {"experiment": exp.name, "claim": exp.claim, "source": exp.source, "config": to_dict(cfg),
+                   "scale": scale, "rule": stats.MEASUREMENT_RULE, **measured}  # fmt: skip
+        return _finish(exp, cfg, results, out, [], command, device, load_start, t0, log)
     info = data.prepare(cfg, exp, out, log)
     check_arms(exp, arms, info.get("datasets", {}))
     costs = arm_costs(arms, info["image_size"], _arm_classes(arms, info))
@@ -180,20 +191,41 @@ def run(
         trials.append({"arm": arm.name, "seed": seed, "run_dir": str(run_dir.relative_to(out)), **_read_trial(run_dir)})
     results = collect(exp, cfg, arms, costs, trials, info)
     results["scale"] = scale
+    if exp.evaluate is not None:  # measurements on the finished trials (e.g. test-time views, ensembles)
+        results["evaluation"] = exp.evaluate(cfg, results, out, device, log)
     if exp.extra is not None:  # before the verdicts: cost claims read the analysis
         results["analysis"] = exp.extra(cfg, results)
     results["claims"] = exp.judge(cfg, results)
+    return _finish(exp, cfg, results, out, trials, command, device, load_start, t0, log)
+
+
+def _finish(
+    exp: Experiment,
+    cfg: Any,
+    results: dict[str, Any],
+    out: Path,
+    trials: list[dict[str, Any]],
+    command: str,
+    device: str,
+    load_start: str,
+    t0: float,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Check the verdicts, add commands, provenance and timing, write the report."""
+    from cnnlab.experiments import report
+
     for c in results["claims"]:
         if not c["verdict"].startswith((stats.AGREES, stats.DISAGREES, stats.INCONCLUSIVE)):
             raise RuntimeError(f"{exp.name}: verdict '{c['verdict']}' is none of the three")
-    results["commands"] = [command or f"cnnlab reproduce {exp.name}", *_trial_commands(out, trials)]
+    results["commands"] = [command or f"cnnlab reproduce {exp.name}", *(_trial_commands(out, trials) if trials else [])]
     results["provenance"] = report.provenance(device, load_start)
-    t0 = _add_wall(out, t0)
+    _add_wall(out, t0)
     results["timing"] = {
         # over every invocation (a resumed or re-reported run adds its own time), so "a full run" stays honest
         "wall_seconds": round(json.loads((out / "wall.json").read_text())["seconds"], 1),
-        "trial_train_seconds": {f"{t['arm']}-seed{t['seed']}": t.pop("seconds") for t in trials},
     }
+    if trials:
+        results["timing"]["trial_train_seconds"] = {f"{t['arm']}-seed{t['seed']}": t.pop("seconds") for t in trials}
     report.write(exp, cfg, results, out)
     log(f"report: {out / 'report.md'}")
     return results
@@ -243,6 +275,8 @@ def collect(exp: Experiment, cfg: Any, arms: list[Arm], costs: dict, trials: lis
             "test_error": stats.mean_std([t["test_error"] for t in mine]),
             "final_train_error": stats.mean_std([t["final_train_error"] for t in mine]),
         }
+        if mine and all("final_clean_train_error" in t for t in mine):
+            summary[arm.name]["clean_train_error"] = stats.mean_std([t["final_clean_train_error"] for t in mine])
     return {
         "experiment": exp.name,
         "claim": exp.claim,

@@ -27,6 +27,14 @@ RULE = (
 )
 
 
+MEASUREMENT_RULE = (
+    "A measurement, not a training claim: each verdict compares a measured share or ratio (median over repeats) "
+    "with the threshold the claim names, and says which side of it the measurement falls; where repeats "
+    "spread across the threshold it is **inconclusive (within seed noise)**, the repeats' spread standing in for "
+    "the seeds'."
+)
+
+
 def t975(df: int) -> float:
     return _T975[df - 1] if 1 <= df <= len(_T975) else 1.96
 

@@ -60,6 +60,10 @@ class AlexNetSpec:
     lrn: tuple[int, float, float, float] = (5, 2.0, 1e-4, 0.75)  # n, k, alpha, beta (Sec. 3.3)
     init: Literal["torch", "paper"] = "torch"  # "paper": N(0, 0.01), biases 1 in conv2/4/5 and fc6/7 (Sec. 5)
     resolution: int = 227
+    # The paper's two ablations, as knobs for `cnnlab reproduce alexnet-tricks`: Sec. 3.1 compares ReLU with the
+    # saturating tanh; Sec. 3.4's overlapping pool (kernel z = 3, stride s = 2) with the non-overlapping z = s = 2.
+    activation: Literal["relu", "tanh"] = "relu"
+    pool: tuple[int, int] = (3, 2)  # max-pool kernel, stride
 
 
 SPECS = {
@@ -77,10 +81,11 @@ def min_input_size(spec: AlexNetSpec) -> int:
     (m - 1) s + k - 2p inputs; a ceil-mode pool (no padding) from (m - 2) s + k + 1.
     """
     m = 1 if spec.adaptive_pool else spec.map_size
+    z, t = spec.pool
     for _, k, s, p, _, after in reversed(spec.convs):
         for op in reversed(after):
             if op == "pool":
-                m = (m - 2) * 2 + 3 + 1 if spec.pool_ceil else (m - 1) * 2 + 3
+                m = (m - 2) * t + z + 1 if spec.pool_ceil else (m - 1) * t + z
         m = max(1, (m - 1) * s + k - 2 * p)
     return m
 
@@ -90,22 +95,27 @@ class AlexNet(ClassifierNet):
 
     def __init__(self, spec: AlexNetSpec, num_classes: int = 1000, in_chans: int = 3):
         super().__init__()
+        if spec.activation not in ("relu", "tanh"):
+            raise ValueError(f"activation must be relu or tanh, got '{spec.activation}'")
+        if len(spec.pool) != 2 or min(spec.pool) < 1:
+            raise ValueError(f"pool must be two positive integers (kernel, stride), got {list(spec.pool)}")
         self.spec = spec
         self.stem = nn.Identity()
         stages, infos, ch, stride = [], [], in_chans, 1
         for i, (out, k, s, p, groups, after) in enumerate(spec.convs):
             layers: dict[str, nn.Module] = {
                 "conv": nn.Conv2d(ch, out, k, s, p, groups=groups),
-                "relu": nn.ReLU(inplace=True),
+                # (named "relu" whatever the activation: checkpoints and torchvision's keys do not depend on it)
+                "relu": nn.ReLU(inplace=True) if spec.activation == "relu" else nn.Tanh(),
             }
             stride *= s
             for op in after:
                 if op == "lrn":
                     layers["lrn"] = LRN(*spec.lrn)
                 elif op == "pool":
-                    # Overlapping pooling (Sec. 3.4): z=3, s=2.
-                    layers["pool"] = nn.MaxPool2d(3, 2, ceil_mode=spec.pool_ceil)
-                    stride *= 2
+                    # Overlapping pooling (Sec. 3.4): z=3, s=2 by default.
+                    layers["pool"] = nn.MaxPool2d(spec.pool[0], spec.pool[1], ceil_mode=spec.pool_ceil)
+                    stride *= spec.pool[1]
                 else:  # pragma: no cover - a table typo, not user input
                     raise ValueError(f"unknown layer '{op}' after conv{i + 1}")
             stages.append(nn.Sequential(OrderedDict(layers)))
@@ -117,6 +127,10 @@ class AlexNet(ClassifierNet):
         self.head = FCHead(
             ch, spec.map_size, spec.fc, num_classes, spec.dropout, spec.dropout_first, spec.adaptive_pool
         )
+        if spec.activation == "tanh":  # the whole net saturates, as in Fig. 1's tanh network
+            for i, layer in enumerate(self.head.hidden):
+                if isinstance(layer, nn.ReLU):
+                    self.head.hidden[i] = nn.Tanh()
         if spec.init == "paper":
             _paper_init(self)
 

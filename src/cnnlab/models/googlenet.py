@@ -60,6 +60,12 @@ class GoogLeNetSpec:
     aux_dropout: float = 0.7
     dropout: float = 0.2  # DEVIATION: torchvision 0.2; the paper 0.4
     transform_input: bool = False  # torchvision's re-normalisation for Google's TF weights (off by default)
+    # DEVIATION (a CIFAR variant, not the paper's): "cifar" replaces the stride-8 stem (7x7/2, pools, 3x3) by one
+    # 3x3 conv at stride 1 with `stem_channels` outputs, so 32 px inputs reach 3a at 32x32, 4a at 16x16 and 5a at
+    # 8x8, as 224 px inputs reach them at 28, 14 and 7; with a narrower `modules` table it is what
+    # `cnnlab reproduce aux-heads` trains.
+    stem: Literal["imagenet", "cifar"] = "imagenet"
+    stem_channels: int = 192  # the stem's output width (192 in Table 1)
 
 
 SPECS = {
@@ -82,21 +88,28 @@ class GoogLeNet(AuxClassifierNet):
             raise ValueError(f"transform_input re-normalises RGB images; got in_chans={in_chans}")
         conv = partial(ConvBNAct, norm=spec.batch_norm, bn_eps=1e-3)
         pool = partial(nn.MaxPool2d, 3, stride=2, ceil_mode=True)
+        if spec.stem not in ("imagenet", "cifar"):
+            raise ValueError(f"stem must be imagenet or cifar, got '{spec.stem}'")
+        if spec.stem_channels < 1:
+            raise ValueError(f"stem_channels must be positive, got {spec.stem_channels}")
         stem: OrderedDict[str, nn.Module] = OrderedDict()
         if spec.transform_input:
             stem["transform"] = TransformInput()
-        stem["conv1"] = conv(in_chans, 64, 7, stride=2)
-        stem["pool1"] = pool()
-        if spec.lrn:
-            stem["lrn1"] = _lrn()
-        stem["conv2"] = conv(64, 64, 1)
-        stem["conv3"] = conv(64, 192, 3)
-        if spec.lrn:
-            stem["lrn2"] = _lrn()
-        stem["pool2"] = pool()
+        if spec.stem == "cifar":
+            stem["conv1"] = conv(in_chans, spec.stem_channels, 3)
+        else:
+            stem["conv1"] = conv(in_chans, 64, 7, stride=2)
+            stem["pool1"] = pool()
+            if spec.lrn:
+                stem["lrn1"] = _lrn()
+            stem["conv2"] = conv(64, 64, 1)
+            stem["conv3"] = conv(64, spec.stem_channels, 3)
+            if spec.lrn:
+                stem["lrn2"] = _lrn()
+            stem["pool2"] = pool()
         self.stem = nn.Sequential(stem)
 
-        ch, stride = 192, 8
+        ch, stride = spec.stem_channels, 1 if spec.stem == "cifar" else 8
         stages, infos, tap_channels = [], [], {}
         for i, rows in enumerate(spec.modules):
             blocks: OrderedDict[str, nn.Module] = OrderedDict()
@@ -134,8 +147,13 @@ class GoogLeNet(AuxClassifierNet):
         # needs every pool to see a map at least as large as its stride allows in ceil mode: 15 px with a 2x2
         # pool before 5a (torchvision's figure), 31 px with the paper's 3x3. The paper's aux 5x5/3 pool needs
         # a 5x5 map at 4a: 79 px; torchvision's adaptive aux pool takes any map.
-        main_min = {2: 15, 3: 31}[spec.last_pool_kernel]
-        self.min_input_size = 79 if spec.aux_logits and spec.aux_pool == "paper" else main_min
+        # The cifar stem (stride 1), measured on CPU tensors (meta ones accept smaller maps): 2 px with the 2x2
+        # last pool, 4 px with the 3x3; the paper's aux pool needs the 5x5 map at 4a that 10 px gives.
+        if spec.stem == "imagenet":
+            main_min, aux_min = {2: 15, 3: 31}[spec.last_pool_kernel], 79
+        else:
+            main_min, aux_min = {2: 2, 3: 4}[spec.last_pool_kernel], 10
+        self.min_input_size = aux_min if spec.aux_logits and spec.aux_pool == "paper" else main_min
         self.min_eval_input_size = main_min  # the auxiliary heads run only in training
 
 

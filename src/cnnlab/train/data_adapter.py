@@ -8,6 +8,7 @@ batch without replaying the ones before it (exact resume). This module only pick
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,17 @@ class DataBundle:
     image_size: int
     spec: str
     test_split: str = "test"  # "val" when the source has no test split (its val split is then the held-out one)
+    train_eval: Loader | None = None  # recipe.train_eval_images of the training split, un-augmented
+
+
+def train_subset(train: Any, n: int) -> Any:
+    """`n` training images for the un-augmented training error: a fixed draw (generator seed 0, whatever the
+    run's seed, so runs that differ in seed or augmentation are measured on the same images), in index order."""
+    if n >= len(train.y):
+        return train
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randperm(len(train.y), generator=g)[:n].sort().values
+    return dataclasses.replace(train, x=train.x[idx], y=train.y[idx], split="train-eval")
 
 
 def resolve_data_spec(spec: str) -> str:
@@ -89,6 +101,8 @@ def open_data(recipe: Any, rank: int = 0, world_size: int = 1, device: torch.dev
     ev = recipe.eval_batch_size * world_size
     val_loader = Loader(val, batch_size=ev, shuffle=False, **common) if val is not None and len(val.y) else None
     test_loader = Loader(test, batch_size=ev, shuffle=False, **common)
+    n_eval = recipe.train_eval_images
+    train_eval = Loader(train_subset(train, n_eval), batch_size=ev, shuffle=False, **common) if n_eval else None
     return DataBundle(
         train=train_loader,
         val=val_loader,
@@ -100,4 +114,5 @@ def open_data(recipe: Any, rank: int = 0, world_size: int = 1, device: torch.dev
         image_size=int(train.x.shape[-1]),
         spec=str(recipe.data),
         test_split=test_split,
+        train_eval=train_eval,
     )

@@ -433,6 +433,10 @@ def _epoch_end(r: _Run, s: TrainState, bar: Progress, run_elapsed: float, run_st
         v = evaluate_loader(eval_model, r.data.val, r.recipe, r.dev, r.d)
         row["val_loss"], row["val_acc"] = v["loss"], v["top1"]
         r.set_train_mode(s.model)
+    if r.data.train_eval is not None:
+        v = evaluate_loader(eval_model, r.data.train_eval, r.recipe, r.dev, r.d)
+        row["clean_train_loss"], row["clean_train_acc"] = v["loss"], v["top1"]
+        r.set_train_mode(s.model)
     row["seconds"] = round(s.train_seconds, 3)
     row["img_per_s"] = round(rate, 1)
     s.history.append(row)

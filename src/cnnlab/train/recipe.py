@@ -95,6 +95,10 @@ class Recipe:
     keep_last: int = 2  # step checkpoints kept (the newest good one plus fall-backs)
     max_nonfinite: int = 5  # consecutive non-finite losses before the run stops
     eval_batch_size: int = 256
+    # > 0: each epoch also evaluates this many training images (a fixed random subset, the same for every seed) without
+    # augmentation, as metrics.csv's clean_train_loss/clean_train_acc: the training error a train-test gap is
+    # measured from (the running train_acc is over augmented batches while the weights change).
+    train_eval_images: int = 0
     progress: bool = True
     plots: bool = True  # curves.png at the end of the run
 
@@ -114,7 +118,8 @@ class Recipe:
         for name in ("epochs", "batch_size", "eval_batch_size", "keep_last", "max_nonfinite"):
             if getattr(self, name) < 1:
                 raise bad(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("iterations", "checkpoint_every", "threads", "image_size", "plateau_patience"):
+        for name in ("iterations", "checkpoint_every", "threads", "image_size", "plateau_patience",
+                     "train_eval_images"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise bad(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("weight_decay", "momentum", "warmup_epochs", "grad_clip", "min_lr_ratio", "eps"):

@@ -164,7 +164,10 @@ def read_run(run: Path) -> tuple[Recipe, dict[str, Any]]:
     return recipe, json.loads((run / "run.json").read_text())
 
 
-METRIC_FIELDS = ("epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "img_per_s")
+METRIC_FIELDS = (
+    "epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "img_per_s",
+    "clean_train_loss", "clean_train_acc",  # empty unless recipe.train_eval_images > 0
+)  # fmt: skip
 
 
 def write_metrics(run: Path, rows: list[dict[str, Any]]) -> None:
