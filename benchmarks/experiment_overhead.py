@@ -9,6 +9,7 @@ The clock (wall) includes everything each does from its start to its return; the
 read is written before the clock starts. The ratio framework/direct - 1 is the overhead.
 
     .venv/bin/python benchmarks/experiment_overhead.py --rounds 3
+    .venv/bin/python benchmarks/experiment_overhead.py --rounds 3 --train-images 1500 --epochs 2
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--data", default=f"npz:{SHARED}" if SHARED.is_file() else "shapes:size=32,classes=10")
+    # The quick size's trials last seconds, so the fixed cost (about 2 s) dominates; larger sizes show the share
+    # a real run pays.
+    p.add_argument("--train-images", type=int, default=0, help="training images per trial (default: quick size)")
+    p.add_argument("--epochs", type=int, default=0, help="epochs per trial (default: quick size)")
     p.add_argument("--csv", help="result file (default benchmarks/results/experiment_overhead-<cpu>.csv)")
     args = p.parse_args(argv)
 
@@ -38,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     from cnnlab.train.loop import train
 
     exp = get_experiment("degradation")
-    cfg = make_config(exp, "quick", {"data": args.data, "seeds": 1, "threads": 1})
+    size = {k: v for k, v in (("train_images", args.train_images), ("epochs", args.epochs)) if v}
+    cfg = make_config(exp, "quick", {"data": args.data, "seeds": 1, "threads": 1, **size})
     work = Path(tempfile.mkdtemp(prefix="cnnlab-overhead-"))
     prepare(cfg, exp, work / "data", log=lambda s: None)
     count = {"n": 0}
@@ -71,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:>10}: median {v.median:.2f} s (min {v.min:.2f}, max {v.max:.2f}, {args.rounds} rounds)")
     print(f"overhead: {100 * (ratio - 1):+.1f}% (framework / direct = {ratio:.3f}; budget +3%)")
     row = {"framework_s": round(t["framework"].median, 3), "direct_s": round(t["direct"].median, 3),
-           "ratio": round(ratio, 4), "rounds": args.rounds, "data": args.data}  # fmt: skip
+           "ratio": round(ratio, 4), "rounds": args.rounds, "data": args.data,
+           "train_images": cfg.train_images, "epochs": cfg.epochs}  # fmt: skip
     print(f"results: {write_csv(args.csv or result_path('experiment_overhead'), [row])}")
     return 0
 

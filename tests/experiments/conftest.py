@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from tests.conftest import SHARED
 from tests.train.conftest import _data_cache  # noqa: F401 (the private dataset cache, autouse)
 
@@ -8,3 +12,13 @@ def cifar_or_shapes() -> str:
     """The real CIFAR-10 copy of ../shared when it is there; else the embedded set at CIFAR's shape."""
     npz = SHARED / "data" / "cifar10.npz"
     return f"npz:{npz}" if npz.is_file() else "shapes:size=32,classes=10,train=1200,test=400"
+
+
+@pytest.fixture(scope="session")
+def quick_all(tmp_path_factory) -> Path:
+    """`cnnlab reproduce all --quick` once, as CI runs it; each experiment's tests read its directory, OUT/NAME."""
+    from cnnlab.cli import main
+
+    out = tmp_path_factory.mktemp("reproduce-all")
+    assert main(["reproduce", "all", "--quick", "--data", cifar_or_shapes(), "--out", str(out)]) == 0
+    return out

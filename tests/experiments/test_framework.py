@@ -145,18 +145,26 @@ def test_sigkill_in_the_second_trial_then_restart_gives_the_same_results(tmp_pat
     assert _comparable(cut / "results.json") == _comparable(whole / "results.json")
 
 
-@pytest.fixture(scope="module")
-def all_quick(tmp_path_factory) -> tuple[Path, float]:
-    """`cnnlab reproduce all --quick` once, as CI runs it; each experiment's checks read its directory."""
-    out = tmp_path_factory.mktemp("reproduce-all")
-    t0 = time.perf_counter()
-    assert main(["reproduce", "all", "--quick", "--data", cifar_or_shapes(), "--out", str(out)]) == 0
-    return out, time.perf_counter() - t0
+TRAINING = sorted(n for n, e in EXPERIMENTS.items() if e.measure is None)
+MEASUREMENTS = sorted(n for n, e in EXPERIMENTS.items() if e.measure is not None)
 
 
-@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
-def test_quick_size_writes_a_report_whose_verdicts_follow_the_numbers(name, all_quick):
-    out = all_quick[0] / name
+@pytest.mark.parametrize("name", MEASUREMENTS)
+def test_a_measurement_writes_its_report_and_three_way_verdicts(name, quick_all):
+    """Measurements (Experiment.measure) have no arms or trials; their own tests recompute their verdicts."""
+    out = quick_all / name
+    r = json.loads((out / "results.json").read_text())
+    assert r["experiment"] == name and r["scale"] == "quick" and "arms" not in r
+    assert {"git_sha", "torch", "cpu", "threads", "load_start"} <= set(r["provenance"])
+    assert r["claims"] and all(c["published"] for c in r["claims"])
+    assert all(c["verdict"].startswith((stats.AGREES, stats.DISAGREES, stats.INCONCLUSIVE)) for c in r["claims"])
+    report = (out / "report.md").read_text()
+    assert "## Verdicts" in report and r["rule"] in report
+
+
+@pytest.mark.parametrize("name", TRAINING)
+def test_quick_size_writes_a_report_whose_verdicts_follow_the_numbers(name, quick_all):
+    out = quick_all / name
     r = json.loads((out / "results.json").read_text())
     for f in ("report.md", "curves.png", "errors.png"):
         assert (out / f).stat().st_size > 0

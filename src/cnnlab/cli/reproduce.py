@@ -47,20 +47,26 @@ def _changes(args: argparse.Namespace) -> dict:
     return changes
 
 
+def _short_cpu(cpu: str) -> str:
+    """'Intel(R) Xeon(R) Processor' -> 'Intel Xeon': the list's column, not the provenance (that keeps it whole)."""
+    words = [w.replace("(R)", "").replace("(TM)", "") for w in cpu.split()]
+    return " ".join(w for w in words if w and w.lower() not in ("processor", "cpu"))[:22]
+
+
 def list_experiments() -> int:
     import json
 
     from cnnlab.experiments import EXPERIMENTS
 
     docs = Path(__file__).resolve().parents[3] / "docs" / "reproduce"
-    print(f"{'name':<13} {'full run':>9}  claim (source)")
+    print(f"{'name':<14} {'full run':>8}  {'measured on':<22} claim (source)")
     for name, exp in EXPERIMENTS.items():
         done = docs / name / "results.json"
-        took = "not run"
+        took, cpu = "not run", ""
         if done.is_file():
             r = json.loads(done.read_text())
-            took = f"{r['timing']['wall_seconds'] / 60:.0f} min"
-        print(f"{name:<13} {took:>9}  {exp.claim} ({exp.source}); data {exp.config().data}")
+            took, cpu = f"{r['timing']['wall_seconds'] / 60:.0f} min", _short_cpu(r["provenance"].get("cpu", "?"))
+        print(f"{name:<14} {took:>8}  {cpu:<22} {exp.claim} ({exp.source}); data {exp.config().data}")
     return 0
 
 

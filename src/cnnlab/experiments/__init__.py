@@ -6,7 +6,18 @@
 from __future__ import annotations
 
 from cnnlab.errors import UnknownNameError
-from cnnlab.experiments import bottleneck, cardinality, degradation, depthwise, factorize, small_filters, transfer
+from cnnlab.experiments import (
+    alexnet_tricks,
+    augmentation,
+    aux_heads,
+    bottleneck,
+    cardinality,
+    degradation,
+    depthwise,
+    factorize,
+    small_filters,
+    transfer,
+)
 from cnnlab.experiments.base import Experiment
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -19,6 +30,9 @@ EXPERIMENTS: dict[str, Experiment] = {
         depthwise.EXPERIMENT,
         cardinality.EXPERIMENT,
         transfer.EXPERIMENT,
+        augmentation.EXPERIMENT,
+        aux_heads.EXPERIMENT,
+        alexnet_tricks.EXPERIMENT,
     )
 }
 
