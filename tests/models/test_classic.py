@@ -317,7 +317,15 @@ def test_alexnet_tanh_replaces_every_relu():
     assert tanh.state_dict().keys() == relu.state_dict().keys()
 
 
-@pytest.mark.parametrize("bad", [{"activation": "gelu"}, {"pool": [3]}, {"pool": [0, 2]}])
+def test_alexnet_kaiming_init_has_fan_in_variance_and_zero_biases():
+    torch.manual_seed(0)
+    model = cnnlab.create_model("alexnet", **CIFAR_ALEXNET, init="kaiming")
+    conv = model.stages[1].conv  # 64 -> 128 channels, 5x5: fan_in 1600, std sqrt(2 / 1600)
+    assert conv.weight.detach().std().item() == pytest.approx((2 / conv.weight[0].numel()) ** 0.5, rel=0.02)
+    assert all(float(m.bias.abs().max()) == 0 for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+
+
+@pytest.mark.parametrize("bad", [{"activation": "gelu"}, {"pool": [3]}, {"pool": [0, 2]}, {"init": "xavier"}])
 def test_alexnet_bad_knobs_are_one_line(bad):
     with pytest.raises((CnnlabError, ValueError)) as e:  # the CLI prints either as one line
         cnnlab.create_model("alexnet", **CIFAR_ALEXNET, **bad)

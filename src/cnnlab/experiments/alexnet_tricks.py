@@ -22,12 +22,13 @@ from cnnlab.experiments.runner import compare
 
 @dataclass(frozen=True)
 class Config(Setup):
-    train_images: int = 5_000
-    epochs: int = 12
-    lr: float = 0.01  # Sec. 5: 0.01 with momentum 0.9 and weight decay 5e-4 (a no-BN net diverges at 0.1)
+    # A small subset and many epochs: the ReLU net should reach `target` (by fitting the subset) inside the run.
+    train_images: int = 2_000
+    epochs: int = 15
+    lr: float = 0.02  # Sec. 5 uses 0.01 with momentum 0.9, weight decay 5e-4; 0.01 learnt slowly here (2 epochs)
     weight_decay: float = 5e-4
     augment: str = ""  # Fig. 1 measures training speed; no augmentation, as there
-    width: int = 32  # conv1's filters; the table is width x (1, 2, 3, 3, 2) as AlexNet's 96-256-384-384-256
+    width: int = 24  # conv1's filters; the table is width x (1, 2, 3, 3, 2) as AlexNet's 96-256-384-384-256
     fc: int = 256
     target: float = 0.25  # Fig. 1's training error
     train_eval_images: int = 1_000
@@ -47,8 +48,9 @@ def _arms(cfg: Config) -> list[Arm]:
                           f"{cfg.target}")  # fmt: skip
 
     def args(lrn: bool = True, **kw: Any) -> dict[str, Any]:
+        # init: DEVIATION (kaiming): with torch's default init the loss stayed at ln 10 for 3 epochs (measured)
         return {"convs": table(cfg.width, lrn), "fc": [cfg.fc, cfg.fc], "map_size": 4, "pool_ceil": True,
-                "resolution": 32, **kw}  # fmt: skip
+                "resolution": 32, "init": "kaiming", **kw}  # fmt: skip
 
     clean = {"train_eval_images": cfg.train_eval_images}
     return [

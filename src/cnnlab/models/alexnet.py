@@ -58,7 +58,10 @@ class AlexNetSpec:
     adaptive_pool: bool = False  # True: average-pool any pool5 map to map_size (torchvision), so any input works
     pool_ceil: bool = False  # round pooled sizes up (Caffe's convention; ZFNet's Fig. 3 sizes need it)
     lrn: tuple[int, float, float, float] = (5, 2.0, 1e-4, 0.75)  # n, k, alpha, beta (Sec. 3.3)
-    init: Literal["torch", "paper"] = "torch"  # "paper": N(0, 0.01), biases 1 in conv2/4/5 and fc6/7 (Sec. 5)
+    # "paper": N(0, 0.01), biases 1 in conv2/4/5 and fc6/7 (Sec. 5). "kaiming" (DEVIATION: He et al. 2015's
+    # fan-in normal init, biases 0) lets a small no-BN net start learning where the paper's N(0, 0.01) and
+    # torch's default leave the loss flat at ln(classes) for epochs (measured: cnnlab reproduce alexnet-tricks).
+    init: Literal["torch", "paper", "kaiming"] = "torch"
     resolution: int = 227
     # The paper's two ablations, as knobs for `cnnlab reproduce alexnet-tricks`: Sec. 3.1 compares ReLU with the
     # saturating tanh; Sec. 3.4's overlapping pool (kernel z = 3, stride s = 2) with the non-overlapping z = s = 2.
@@ -95,6 +98,8 @@ class AlexNet(ClassifierNet):
 
     def __init__(self, spec: AlexNetSpec, num_classes: int = 1000, in_chans: int = 3):
         super().__init__()
+        if spec.init not in ("torch", "paper", "kaiming"):
+            raise ValueError(f"init must be torch, paper or kaiming, got '{spec.init}'")
         if spec.activation not in ("relu", "tanh"):
             raise ValueError(f"activation must be relu or tanh, got '{spec.activation}'")
         if len(spec.pool) != 2 or min(spec.pool) < 1:
@@ -133,6 +138,11 @@ class AlexNet(ClassifierNet):
                     self.head.hidden[i] = nn.Tanh()
         if spec.init == "paper":
             _paper_init(self)
+        elif spec.init == "kaiming":
+            for m in self.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                    nn.init.zeros_(m.bias)
 
     def reset_head(self, num_classes: int) -> None:
         super().reset_head(num_classes)
