@@ -172,6 +172,9 @@ def test_quick_size_writes_a_report_whose_verdicts_follow_the_numbers(name, quic
     assert r["experiment"] == name and r["scale"] == "quick"
     assert {"git_sha", "torch", "cpu", "threads", "load_start"} <= set(r["provenance"])
     assert len(r["trials"]) == r["config"]["seeds"] * len(r["arms"])
+    t = r["timing"]  # the framework's share of the wall time, from the train() calls it made
+    assert 0 < t["trials_wall_seconds"] <= t["wall_seconds"] + 0.1
+    assert t["framework_share"] == pytest.approx(t["wall_seconds"] / t["trials_wall_seconds"] - 1, abs=0.05)
     assert r["claims"]
     for claim in r["claims"]:
         # The verdict is the rule applied to the per-seed numbers in results.json, recomputed here.

@@ -89,7 +89,7 @@ def markdown(exp: Any, cfg: Any, r: dict[str, Any], more: list[str] | None = Non
             "",
             f"Wall time {clock(t['wall_seconds'])} on {p.get('cpu', '?')} ({p.get('cpu_flags', '')}), "
             f"{p['cpu_count']} CPUs, {p['threads']} torch threads, torch {p['torch']}, git {p['git_sha']}; "
-            f"load average {p['load_start']} at start, {p['load_end']} at the end.",
+            f"load average {p['load_start']} at start, {p['load_end']} at the end.{_share(t)}",
             "",
         ]
     )
@@ -169,7 +169,7 @@ def measurement_markdown(exp: Any, r: dict[str, Any], more: list[str]) -> str:
             "",
             f"Wall time {clock(t['wall_seconds'])} on {p.get('cpu', '?')} ({p.get('cpu_flags', '')}), "
             f"{p['cpu_count']} CPUs, {p['threads']} torch threads, torch {p['torch']}, git {p['git_sha']}; "
-            f"load average {p['load_start']} at start, {p['load_end']} at the end.",
+            f"load average {p['load_start']} at start, {p['load_end']} at the end.{_share(t)}",
             "",
         ]
     )
@@ -186,3 +186,10 @@ def write(exp: Any, cfg: Any, results: dict[str, Any], out: Path) -> None:
         more = exp.report(cfg, results, out) if exp.report is not None else None
         write_text(out / "report.md", markdown(exp, cfg, results, more))
     write_json(out / "results.json", results)
+
+
+def _share(t: dict[str, Any]) -> str:
+    if "framework_share" not in t:
+        return ""
+    return (f" The trials' train() calls took {clock(t['trials_wall_seconds'])}; the framework around them "
+            f"(data subset, analyzer, report) added {100 * t['framework_share']:+.1f}%.")  # fmt: skip
