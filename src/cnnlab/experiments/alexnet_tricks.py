@@ -88,7 +88,7 @@ def judge(cfg: Config, r: dict[str, Any]) -> list[dict[str, Any]]:
     p, pct = published("alexnet-tricks"), f"{100 * cfg.target:g}%"
     return [
         compare(r, "relu", f"ReLU reaches {pct} training error in fewer steps than tanh", "steps_to_target", "relu",
-                "tanh", p["relu"]),
+                "tanh", p["relu"], unit="steps"),
         # The same question at a fixed budget, for runs too short for either net to reach the target:
         compare(r, "relu_final", "after the same steps, ReLU's training error is lower than tanh's",
                 "final_clean_train_error", "relu", "tanh", p["relu"]),

@@ -321,13 +321,17 @@ def compare(
     higher: str,
     published: str,
     margin: float = 0.0,
+    unit: str = "pp",
 ) -> dict[str, Any]:
-    """A directional claim: `higher`'s metric is above `lower`'s (minus `margin`), judged with stats.directional."""
+    """A directional claim: `higher`'s metric is above `lower`'s (minus `margin`), judged with stats.directional.
+    `unit` "pp": the metric is a fraction, printed in percentage points; anything else (e.g. "steps") prints the
+    metric as it is, with that unit."""
     d = stats.paired(per_seed(results, lower, metric), per_seed(results, higher, metric))
     verdict = stats.directional(d, margin)
-    half = "" if d["half_width"] is None else f" ± {100 * d['half_width']:.2f}"
-    within = f"; claimed > -{100 * margin:.1f}" if margin else ""
-    ours = f"{higher} - {lower} = {100 * d['mean']:+.2f}{half} pp ({metric}, {d['n']} seeds{within})"
+    k, digits = (100, 2) if unit == "pp" else (1, 1)
+    half = "" if d["half_width"] is None else f" ± {k * d['half_width']:.{digits}f}"
+    within = f"; claimed > -{k * margin:.1f}" if margin else ""
+    ours = f"{higher} - {lower} = {k * d['mean']:+.{digits}f}{half} {unit} ({metric}, {d['n']} seeds{within})"
     return {
         "key": key,
         "kind": "directional",

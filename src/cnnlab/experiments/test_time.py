@@ -4,9 +4,10 @@
 
 ResNet-20 trained on 5,000 CIFAR-10 images with flips and 4-pixel crops, so that the flipped and shifted test
 views are views it was trained on, for five seeds (the ensembles of five need five), and a second architecture,
-the VGG-style lab net, on the same five seeds (the framework gives every arm every seed; it is the cheaper net,
-and five of it give the mixed ensemble five pairs to judge on). Every trial's run directory is evaluated with
-cnnlab.data.tta's views, the softmax averaged over views (and over members) as cnnlab.train.evaluate does:
+MobileNet v1 on depthwise's CIFAR rows, on the same five seeds (the framework gives every arm every seed; it is
+a tenth of ResNet-20's MACs, and five of it give the mixed ensemble five pairs to judge on). Every ResNet-20
+trial's run directory is evaluated with cnnlab.data.tta's views, the softmax averaged over views (and over
+members) as cnnlab.train.evaluate does:
 
 * none, the centre view (1 pass): the whole 32 px image, which is training's centre crop (crop:4 cuts 32 x 32
   from the image padded to 40 x 40);
@@ -14,11 +15,11 @@ cnnlab.data.tta's views, the softmax averaged over views (and over members) as c
 * 10crop (10): 32 px corner and centre crops, and their mirrors, of the image enlarged by 1/0.875 to 37 px
   (tta.CROP_RATIO, AlexNet's protocol at a fixed input size), so every crop is at the training resolution and
   shifted by at most 3 px from the centre, inside training's 4 px, at 1.16x the scale the net was trained on;
-* multiscale (6): the whole image at 1, 1.15 and 1.3x and mirrors (both nets pool globally), 8x the MACs.
+* multiscale (6): the whole image at 1, 1.15 and 1.3x and mirrors (ResNet-20 pools globally), 8x the MACs.
 
 An ensemble of k for seed s holds the seeds s, s+1, ..., s+k-1 (mod n): each seed has its own k-ensemble, one
 that contains it, so the mean over seeds is over n different ensembles and the paired difference compares each
-model with an ensemble it belongs to. The mixed ensemble of seed s is ResNet-20 and the lab net of seed s; its
+model with an ensemble it belongs to. The mixed ensemble of seed s is ResNet-20 and MobileNet of seed s; its
 best member is the one of lower test error (the bar of "below either net alone", picked on the test set on
 purpose: it is the hardest bar). Each member's test-set softmax, per view mode, is cached in
 DIR/evaluation/ARM-seedS-MODE.npz; every ensemble is averaged from those, so no member runs twice.
@@ -33,23 +34,41 @@ from typing import Any
 
 from cnnlab.errors import CnnlabError
 from cnnlab.experiments.base import PAPER, QUICK, Arm, Experiment, Setup
+from cnnlab.experiments.depthwise import ROWS
 from cnnlab.experiments.published import published
 from cnnlab.experiments.runner import compare, per_seed
 
 MODES = ("none", "flip", "10crop", "multiscale")  # cnnlab.data.tta's evaluation views, fewest passes first
 LABELS = {"none": "centre view", "flip": "flip", "10crop": "10-crop", "multiscale": "multi-scale"}
+VIEWS = {  # what the report says each mode is (cnnlab.data.tta's table, at CIFAR's 32 px)
+    "none": "the whole image, which is training's centre crop",
+    "flip": "the image and its mirror",
+    "10crop": "corner and centre crops at the training size of the image enlarged by 1/0.875, and mirrors",
+    "multiscale": "the whole image at 1, 1.15 and 1.3x, and mirrors",
+}
 ENSEMBLE_VIEWS = ("flip", "10crop")  # the largest ensemble is also averaged over these views (free: cached)
 
 
 @dataclass(frozen=True)
 class Config(Setup):
-    # Full size: 5 seeds x 2 arms plus the evaluation (docs/reproduce.md has the measured time).
+    # Full size: 5 seeds x 2 arms, then 19 views per image of each ResNet-20 trial (about 21 passes' MACs, as much
+    # as a trial's training at 1,000 test images); docs/reproduce.md has the measured time.
     seeds: int = 5  # the ensembles of 5 need five trained seeds
     train_images: int = 5_000
-    epochs: int = 6
+    test_images: int = 1_000  # 100 per class: the views' paired differences are what is judged, not the level
+    epochs: int = 5
     model: str = "resnet20"  # the one evaluated with every view, and the ensembles' member
-    others: tuple[str, ...] = ("labnet",)  # the mixed ensemble's other architectures, each trained for every seed
+    others: tuple[str, ...] = ("mobilenet",)  # the mixed ensemble's other architectures (PARTNERS or zoo names)
     ensembles: tuple[int, ...] = (1, 2, 3, 5)  # sizes k of the same-architecture ensembles
+
+
+# The mixed ensemble's partners by name (Config.others); any other name is a zoo model as it is. MobileNet v1 on
+# depthwise's CIFAR rows: another design (depthwise separable, no shortcuts), about ResNet-20's test error at this
+# size (depthwise's report) for a tenth of its MACs, so five seeds of it cost about a quarter of ResNet-20's five.
+PARTNERS = {
+    "mobilenet": Arm("mobilenet", "MobileNet v1 (CIFAR rows)", "mobilenet_v1",
+                     {"rows": [list(r) for r in ROWS], "alpha": 1.0, "separable": True}),
+}  # fmt: skip
 
 
 def _arms(cfg: Config) -> list[Arm]:
@@ -63,7 +82,7 @@ def _arms(cfg: Config) -> list[Arm]:
         )
     if not cfg.others or cfg.model in cfg.others or len(set(cfg.others)) < len(cfg.others):
         raise CnnlabError(f"config: others must name architectures other than {cfg.model}, each once")
-    return [Arm(name, name, name) for name in (cfg.model, *cfg.others)]
+    return [Arm(cfg.model, cfg.model, cfg.model), *(PARTNERS.get(o) or Arm(o, o, o) for o in cfg.others)]
 
 
 def _method(kind: str, label: str, arm: str, metric: str, members: list[str], mode: str) -> dict[str, Any]:
@@ -73,7 +92,7 @@ def _method(kind: str, label: str, arm: str, metric: str, members: list[str], mo
 def methods(cfg: Config) -> list[dict[str, Any]]:
     """What is evaluated: each a per-seed metric of `arm`'s trials, its members' architectures and view mode."""
     main, big = cfg.model, cfg.ensembles[-1]
-    out = [_method("views", f"{LABELS[m]}", main, f"test_error_{m}", [main], m) for m in MODES]
+    out = [_method("views", LABELS[m], main, f"test_error_{m}", [main], m) for m in MODES]
     out += [_method("ensemble", f"{k} x {main}", main, f"test_error_ens{k}", [main] * k, "none")
             for k in cfg.ensembles if k > 1]  # fmt: skip
     if big > 1:
@@ -84,26 +103,28 @@ def methods(cfg: Config) -> list[dict[str, Any]]:
     return out
 
 
-def _probs(run: Path, spec: str, mode: str, cache: Path, device: Any, log: Callable[[str], None]) -> Any:
-    """A trial's test-set softmax under `mode`, read from `cache` or computed as cnnlab.train.evaluate computes
-    one member (same loading, normalization and predict_proba), then written there."""
+def _probs(run: Path, spec: str, caches: dict[str, Path], device: Any, log: Callable[[str], None]) -> dict[str, Any]:
+    """A trial's test-set softmax under each view mode, read from its cache file or computed as
+    cnnlab.train.evaluate computes one member (same loading, normalization and predict_proba) and written there;
+    the checkpoint and the data are loaded once for all the modes missing."""
     import numpy as np
     import torch
 
-    if cache.is_file():
-        return torch.from_numpy(np.load(cache)["prob"])
-    from cnnlab.data.dataset import load
-    from cnnlab.fileio import atomic_path
-    from cnnlab.train.evaluate import load_checkpoint, normalize, predict_proba
+    missing = {mode: path for mode, path in caches.items() if not path.is_file()}
+    if missing:
+        from cnnlab.data.dataset import load
+        from cnnlab.fileio import atomic_path
+        from cnnlab.train.evaluate import load_checkpoint, normalize, predict_proba
 
-    log(f"evaluating {cache.stem}")
-    m = load_checkpoint(run, device)
-    ds = load(spec, split="test", size=m.meta.get("image_size") or None)
-    prob = predict_proba(m.model, normalize(torch.as_tensor(ds.x), m.meta["mean"], m.meta["std"]), mode,
-                         name=m.meta["model"])  # fmt: skip
-    with atomic_path(cache) as tmp, open(tmp, "wb") as f:
-        np.savez(f, prob=prob.numpy())
-    return prob
+        m = load_checkpoint(run, device)
+        ds = load(spec, split="test", size=m.meta.get("image_size") or None)
+        x = normalize(torch.as_tensor(ds.x), m.meta["mean"], m.meta["std"])
+        for mode, path in missing.items():
+            log(f"evaluating {path.stem}")
+            prob = predict_proba(m.model, x, mode, name=m.meta["model"])
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                np.savez(f, prob=prob.numpy())
+    return {mode: torch.from_numpy(np.load(path)["prob"]) for mode, path in caches.items()}
 
 
 def _error(probs: list[Any], y: Any) -> float:
@@ -114,7 +135,7 @@ def _error(probs: list[Any], y: Any) -> float:
     return 1.0 - metrics(sum(probs[1:], probs[0]) / len(probs), y, [])["top1"]
 
 
-def _view_costs(members: list[str], mode: str, image: list[int], classes: int, memo: dict) -> tuple[int, int]:
+def _view_costs(members: list[Arm], mode: str, image: list[int], classes: int, memo: dict) -> tuple[int, int]:
     """Forward passes per image (views x members) and their MACs (the analyzer's, at each view's size)."""
     import torch
 
@@ -124,13 +145,13 @@ def _view_costs(members: list[str], mode: str, image: list[int], classes: int, m
 
     sizes = [tuple(v.shape[1:]) for v in tta_views(torch.zeros(1, *image), mode)]
     macs = 0
-    for name in members:
+    for arm in members:
         for size in sizes:
-            if (name, size) not in memo:
+            if (arm.name, size) not in memo:
                 with torch.device("meta"):
-                    net = create_with_overrides(name, {}, num_classes=classes, in_chans=image[0])
-                memo[name, size] = int(cnnlab.analyze(net, size).total_macs)
-            macs += memo[name, size]
+                    net = create_with_overrides(arm.model, arm.model_args, num_classes=classes, in_chans=image[0])
+                memo[arm.name, size] = int(cnnlab.analyze(net, size).total_macs)
+            macs += memo[arm.name, size]
     return len(sizes) * len(members), macs
 
 
@@ -149,14 +170,15 @@ def evaluate(cfg: Config, r: dict[str, Any], out: Path, device: str, log: Callab
     trial = {(t["arm"], t["seed"]): t for t in r["trials"]}
     prob = {}
     for (arm, seed), t in trial.items():
-        for mode in MODES if arm == main else ("none",):  # the other nets only join the mixed ensemble
-            cache = out / "evaluation" / f"{arm}-seed{seed}-{mode}.npz"
-            prob[arm, seed, mode] = _probs(out / t["run_dir"], spec, mode, cache, dev, log)
-            t[f"test_error_{mode}"] = _error([prob[arm, seed, mode]], y)
+        modes = MODES if arm == main else ("none",)  # the other nets only join the mixed ensemble
+        caches = {mode: out / "evaluation" / f"{arm}-seed{seed}-{mode}.npz" for mode in modes}
+        for mode, p in _probs(out / t["run_dir"], spec, caches, dev, log).items():
+            prob[arm, seed, mode] = p
+            t[f"test_error_{mode}"] = _error([p], y)
     big = cfg.ensembles[-1]
     for s in range(n):
         t, ring = trial[main, s], [(s + j) % n for j in range(big)]  # seed s and the next ones, cyclically
-        for k in cfg.ensembles[1:]:
+        for k in (k for k in cfg.ensembles if k > 1):  # k = 1 is the centre view itself
             t[f"test_error_ens{k}"] = _error([prob[main, m, "none"] for m in ring[:k]], y)
         if big > 1:
             for mode in ENSEMBLE_VIEWS:
@@ -165,9 +187,10 @@ def evaluate(cfg: Config, r: dict[str, Any], out: Path, device: str, log: Callab
         t["test_error_mixed"] = _error([prob[a, s, "none"] for a in pair], y)
         t["test_error_best_member"] = min(trial[a, s]["test_error_none"] for a in pair)
     memo: dict = {}
-    rows = []
+    rows, arms = [], {a.name: a for a in _arms(cfg)}
     for m in methods(cfg):
-        passes, macs = _view_costs(m["members"], m["mode"], r["data"]["image_size"], len(r["data"]["classes"]), memo)
+        members = [arms[a] for a in m["members"]]
+        passes, macs = _view_costs(members, m["mode"], r["data"]["image_size"], len(r["data"]["classes"]), memo)
         rows.append(
             {**m, "passes": passes, "macs": macs, "test_error": stats.mean_std(per_seed(r, m["arm"], m["metric"]))}
         )
@@ -209,7 +232,8 @@ def _pct(s: dict[str, Any]) -> str:
 def report(cfg: Config, r: dict[str, Any], out: Path) -> list[str]:
     ev = r["evaluation"]
     lines = ["## Test-time views and ensembles", "",
-             f"Ensembles: {ev['ensembles']}. Mixed: {ev['mixed']}. Views: cnnlab.data.tta (module docstring).", "",
+             "Views (softmax averaged over them): " + "; ".join(f"{LABELS[m]}: {VIEWS[m]}" for m in MODES) + ".",
+             f"Ensembles: {ev['ensembles']}. Mixed: {ev['mixed']}.", "",
              "| method | forward passes / image | MMACs / image | test error % |", "|---|---:|---:|---:|"]  # fmt: skip
     lines += [f"| {m['label']} | {m['passes']} | {m['macs'] / 1e6:.1f} | {_pct(m['test_error'])} |"
               for m in ev["methods"]]  # fmt: skip
@@ -217,8 +241,13 @@ def report(cfg: Config, r: dict[str, Any], out: Path) -> list[str]:
     return [*lines, "", "![test accuracy against forward passes per image](passes.png)", ""]
 
 
-STYLE = {"views": ("o", "#1f77b4"), "ensemble": ("s", "#d62728"), "ensemble+views": ("D", "#9467bd"),
-         "mixed": ("^", "#2ca02c"), "other": ("v", "#7f7f7f")}  # fmt: skip
+STYLE = {  # kind: marker, colour, legend entry
+    "views": ("o", "#1f77b4", "one model, test-time views"),
+    "ensemble": ("s", "#d62728", "ensemble of seeds, centre view"),
+    "ensemble+views": ("D", "#9467bd", "ensemble of seeds x views"),
+    "mixed": ("^", "#2ca02c", "ensemble of architectures"),
+    "other": ("v", "#7f7f7f", "the other architecture alone"),
+}
 
 
 def plot_passes(rows: list[dict[str, Any]], path: Path) -> None:
@@ -230,13 +259,13 @@ def plot_passes(rows: list[dict[str, Any]], path: Path) -> None:
 
     from cnnlab.fileio import atomic_path
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
     seen = set()
     for m in rows:
-        marker, color = STYLE[m["kind"]]
+        marker, color, name = STYLE[m["kind"]]
         acc, err = 100 * (1 - m["test_error"]["mean"]), 100 * (m["test_error"]["std"] or 0.0)
         ax.errorbar(m["passes"], acc, yerr=err, fmt=marker, color=color, capsize=3,
-                    label=None if m["kind"] in seen else m["kind"])  # fmt: skip
+                    label=None if m["kind"] in seen else name)  # fmt: skip
         ax.annotate(m["label"], (m["passes"], acc), textcoords="offset points", xytext=(5, 4), fontsize=7)
         seen.add(m["kind"])
     chain = [m for m in rows if m["metric"] == "test_error_none" and m["kind"] == "views"]
@@ -250,7 +279,8 @@ def plot_passes(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_xlabel("forward passes per image (views x models, log scale)")
     ax.set_ylabel("test accuracy (%), mean ± std over seeds")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.margins(x=0.12)  # room for the labels of the outermost points
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the points fill the axes
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
@@ -262,7 +292,8 @@ EXPERIMENT = Experiment(
     claim="more forward passes per image (views, seeds, architectures) lower the test error, at their cost",
     source="Krizhevsky et al. 2012, Sec. 4.1, Table 2; Simonyan & Zisserman 2014, Sec. 3.2, Tables 5-6",
     config=Config,
-    quick={**QUICK, "test_images": 200, "ensembles": (1, 2)},
+    # 2 seeds: ensembles of 1 and 2 only; 100 test images: the 19 views per image of each ResNet-20 trial dominate
+    quick={**QUICK, "train_images": 384, "test_images": 100, "ensembles": (1, 2)},
     paper={**PAPER, "epochs": 164},
     arms=_arms,
     judge=judge,
