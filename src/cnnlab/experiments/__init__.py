@@ -12,6 +12,7 @@ from cnnlab.experiments import (
     aux_heads,
     bottleneck,
     cardinality,
+    data_pipeline,
     degradation,
     depthwise,
     factorize,
@@ -33,6 +34,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         augmentation.EXPERIMENT,
         aux_heads.EXPERIMENT,
         alexnet_tricks.EXPERIMENT,
+        data_pipeline.EXPERIMENT,
     )
 }
 

@@ -220,6 +220,8 @@ def _finish(
             raise RuntimeError(f"{exp.name}: verdict '{c['verdict']}' is none of the three")
     results["commands"] = [command or f"cnnlab reproduce {exp.name}", *(_trial_commands(out, trials) if trials else [])]
     results["provenance"] = report.provenance(device, load_start)
+    if exp.measure is not None and getattr(cfg, "threads", 0):  # the measure set them and has put them back
+        results["provenance"]["threads"] = cfg.threads
     _add_wall(out, t0)
     results["timing"] = {
         # over every invocation (a resumed or re-reported run adds its own time), so "a full run" stays honest
@@ -372,6 +374,8 @@ def exact_claim(
     }
 
 
+_TRAINING_ONLY = ("seeds", "train_images", "test_images", "val_fraction", "epochs", "lr", "weight_decay", "augment",
+                  "checkpoint_every")  # fmt: skip
 CIFAR10_TRAIN = 50_000  # the training set size a config with train_images = 0 is costed at
 
 
@@ -383,6 +387,9 @@ def plan(exp: Experiment, cfg: Any, image: tuple[int, int, int] = (3, 32, 32), c
     from cnnlab.experiments.report import clock
 
     arms = exp.arms(cfg)
+    if exp.measure is not None:
+        return [f"a measurement, not trials: nothing to cost from the analyzer; it times what its config names "
+                f"({', '.join(f'{k} = {v}' for k, v in to_dict(cfg).items() if k not in _TRAINING_ONLY)})"]  # fmt: skip
     costs = arm_costs(arms, list(image), classes)
     lines, total = [], 0.0
     for arm in arms:
