@@ -214,3 +214,14 @@ def test_plan_costs_every_trial_from_the_analyzer_and_runs_nothing(tmp_path, cap
     macs = cnnlab.analyze("resnet56", (3, 32, 32)).total_macs
     assert f"{macs / 1e6:.1f}M MACs/image" in text and "total: 12 trials" in text
     assert not out.exists()
+
+
+def test_arm_costs_count_each_arm_at_its_own_image_size():
+    import cnnlab
+    from cnnlab.experiments.base import Arm
+    from cnnlab.experiments.runner import arm_costs
+
+    arms = [Arm("a", "a", "resnet20"), Arm("b", "b", "resnet20", recipe={"image_size": 64})]
+    costs, m = arm_costs(arms, [3, 32, 32], 10), cnnlab.create_model("resnet20", num_classes=10)
+    assert costs["a"]["macs"] == cnnlab.analyze(m, (3, 32, 32)).total_macs
+    assert costs["b"]["macs"] == cnnlab.analyze(m, (3, 64, 64)).total_macs

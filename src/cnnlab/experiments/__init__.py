@@ -16,6 +16,7 @@ from cnnlab.experiments import (
     degradation,
     depthwise,
     factorize,
+    scaling,
     small_filters,
     transfer,
 )
@@ -34,6 +35,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         augmentation.EXPERIMENT,
         aux_heads.EXPERIMENT,
         alexnet_tricks.EXPERIMENT,
+        scaling.EXPERIMENT,
         data_pipeline.EXPERIMENT,
     )
 }

@@ -113,8 +113,9 @@ def _arm_classes(arms: list[Arm], info: dict[str, Any]) -> dict[str, int]:
 
 
 def arm_costs(arms: list[Arm], image: list[int], classes: int | dict[str, int]) -> dict[str, dict[str, int]]:
-    """Parameters and multiply-adds of each arm for one image of the experiment's data (the analyzer's);
-    `classes` is one count for every arm, or each arm's by name."""
+    """Parameters and multiply-adds of each arm for one image of the experiment's data (the analyzer's), at the
+    arm's recipe `image_size` where it sets one (the data path resizes every split to it); `classes` is one count
+    for every arm, or each arm's by name."""
     import torch
 
     import cnnlab
@@ -125,7 +126,8 @@ def arm_costs(arms: list[Arm], image: list[int], classes: int | dict[str, int]) 
         with torch.device("meta"):
             k = classes[arm.name] if isinstance(classes, dict) else classes
             model = create_with_overrides(arm.model, arm.model_args, num_classes=k, in_chans=image[0])
-        rep = cnnlab.analyze(model, tuple(image))
+        side = arm.recipe.get("image_size", 0)
+        rep = cnnlab.analyze(model, (image[0], side, side) if side else tuple(image))
         costs[arm.name] = {"params": int(rep.total_params), "macs": int(rep.total_macs)}
     return costs
 

@@ -51,8 +51,9 @@ ENSEMBLE_VIEWS = ("flip", "10crop")  # the largest ensemble is also averaged ove
 
 @dataclass(frozen=True)
 class Config(Setup):
-    # Full size: 5 seeds x 2 arms, then 19 views per image of each ResNet-20 trial (about 21 passes' MACs, as much
-    # as a trial's training at 1,000 test images); docs/reproduce.md has the measured time.
+    # Full size: 5 seeds x 2 arms, then 19 views per image of each ResNet-20 trial. Measured on 2 cores (AMD EPYC):
+    # 42 min wall, 37 of them the first trial starved at nice 19 beside other full runs; once the cores were free
+    # a ResNet-20 trial took about 30 s, a MobileNet one 6 s and the whole evaluation 75 s (9.7 CPU-min in all).
     seeds: int = 5  # the ensembles of 5 need five trained seeds
     train_images: int = 5_000
     test_images: int = 1_000  # 100 per class: the views' paired differences are what is judged, not the level
@@ -241,12 +242,12 @@ def report(cfg: Config, r: dict[str, Any], out: Path) -> list[str]:
     return [*lines, "", "![test accuracy against forward passes per image](passes.png)", ""]
 
 
-STYLE = {  # kind: marker, colour, legend entry
-    "views": ("o", "#1f77b4", "one model, test-time views"),
-    "ensemble": ("s", "#d62728", "ensemble of seeds, centre view"),
-    "ensemble+views": ("D", "#9467bd", "ensemble of seeds x views"),
-    "mixed": ("^", "#2ca02c", "ensemble of architectures"),
-    "other": ("v", "#7f7f7f", "the other architecture alone"),
+STYLE = {  # kind: marker, colour, legend entry, label offset in points (apart where points share an x)
+    "views": ("o", "#1f77b4", "one model, test-time views", (6, -10)),
+    "ensemble": ("s", "#d62728", "ensemble of seeds, centre view", (6, 4)),
+    "ensemble+views": ("D", "#9467bd", "ensemble of seeds x views", (6, 4)),
+    "mixed": ("^", "#2ca02c", "ensemble of architectures", (-6, 6)),
+    "other": ("v", "#7f7f7f", "the other architecture alone", (-6, 6)),
 }
 
 
@@ -262,11 +263,12 @@ def plot_passes(rows: list[dict[str, Any]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(9, 4.5))
     seen = set()
     for m in rows:
-        marker, color, name = STYLE[m["kind"]]
+        marker, color, name, (dx, dy) = STYLE[m["kind"]]
         acc, err = 100 * (1 - m["test_error"]["mean"]), 100 * (m["test_error"]["std"] or 0.0)
         ax.errorbar(m["passes"], acc, yerr=err, fmt=marker, color=color, capsize=3,
                     label=None if m["kind"] in seen else name)  # fmt: skip
-        ax.annotate(m["label"], (m["passes"], acc), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        ax.annotate(m["label"], (m["passes"], acc), textcoords="offset points", xytext=(dx, dy), fontsize=7,
+                    ha="left" if dx > 0 else "right")  # fmt: skip
         seen.add(m["kind"])
     chain = [m for m in rows if m["metric"] == "test_error_none" and m["kind"] == "views"]
     chain += [m for m in rows if m["kind"] == "ensemble"]  # one model, then 2, 3, ... of it: the ensemble curve
