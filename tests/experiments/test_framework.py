@@ -186,7 +186,8 @@ def test_quick_size_writes_a_report_whose_verdicts_follow_the_numbers(name, quic
             assert claim["verdict"].startswith(want)
             continue
         by_seed = sorted(r["trials"], key=lambda t: t["seed"])
-        lo = [t[claim["metric"]] for t in by_seed if t["arm"] == claim["lower"]]
+        # (test-time compares two metrics of one arm: lower_metric names the second)
+        lo = [t[claim.get("lower_metric", claim["metric"])] for t in by_seed if t["arm"] == claim["lower"]]
         hi = [t[claim["metric"]] for t in by_seed if t["arm"] == claim["higher"]]
         assert claim["verdict"].startswith(stats.directional(stats.paired(lo, hi), claim["margin"]))
     for arm, a in r["arms"].items():

@@ -18,6 +18,7 @@ from cnnlab.experiments import (
     factorize,
     scaling,
     small_filters,
+    test_time,
     transfer,
 )
 from cnnlab.experiments.base import Experiment
@@ -36,6 +37,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         aux_heads.EXPERIMENT,
         alexnet_tricks.EXPERIMENT,
         scaling.EXPERIMENT,
+        test_time.EXPERIMENT,
         data_pipeline.EXPERIMENT,
     )
 }

@@ -191,5 +191,6 @@ def write(exp: Any, cfg: Any, results: dict[str, Any], out: Path) -> None:
 def _share(t: dict[str, Any]) -> str:
     if "framework_share" not in t:
         return ""
-    return (f" The trials' train() calls took {clock(t['trials_wall_seconds'])}; the framework around them "
-            f"(data subset, analyzer, report) added {100 * t['framework_share']:+.1f}%.")  # fmt: skip
+    inside = clock(t["trials_wall_seconds"])
+    return (f" The trials' train() calls (and the experiment's evaluation, if any) took {inside}; the framework "
+            f"around them (data subset, analyzer, report) added {100 * t['framework_share']:+.1f}%.")  # fmt: skip

@@ -195,7 +195,9 @@ def run(
     results = collect(exp, cfg, arms, costs, trials, info)
     results["scale"] = scale
     if exp.evaluate is not None:  # measurements on the finished trials (e.g. test-time views, ensembles)
+        t = time.perf_counter()
         results["evaluation"] = exp.evaluate(cfg, results, out, device, log)
+        _add_trial_wall(out, "_evaluate", time.perf_counter() - t, add=True)  # the experiment's work, not overhead
     if exp.extra is not None:  # before the verdicts: cost claims read the analysis
         results["analysis"] = exp.extra(cfg, results)
     results["claims"] = exp.judge(cfg, results)
@@ -265,14 +267,15 @@ def _add_wall(out: Path, since: float) -> float:
     return now
 
 
-def _add_trial_wall(out: Path, trial: str, seconds: float) -> None:
-    """out/trial_walls.json: each trial's train() call, start to return (its data, steps, evaluation, checkpoints).
-    A trial killed and resumed counts only its last call, so the framework share errs high, never low."""
+def _add_trial_wall(out: Path, trial: str, seconds: float, add: bool = False) -> None:
+    """out/trial_walls.json: each trial's train() call, start to return (its data, steps, evaluation, checkpoints),
+    and "_evaluate", the experiment's evaluate hook summed over invocations (`add`). A trial killed and resumed
+    counts only its last call, so the framework share errs high, never low."""
     from cnnlab.fileio import write_json
 
     path = out / "trial_walls.json"
     walls = json.loads(path.read_text()) if path.is_file() else {}
-    walls[trial] = round(seconds, 3)
+    walls[trial] = round(seconds + (walls.get(trial, 0.0) if add else 0.0), 3)
     write_json(path, walls)
 
 
