@@ -21,7 +21,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed-run
 	$(BIN)/cnnlab main
 
-# The default suite (about 3 minutes on 2 cores, two pytest workers of one torch thread each; README has the
+# The default suite (about 5-9 minutes on 2 cores, two pytest workers of one torch thread each; README has the
 # measured figure); tests marked `slow` run in `make test-slow`, one at a time (they time subprocesses and DDP
 # runs; about 5 minutes). CI runs both.
 PYTEST_WORKERS ?= 2
