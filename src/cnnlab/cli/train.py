@@ -103,7 +103,14 @@ def new_recipe(args: argparse.Namespace, log=print):  # noqa: ANN001, ANN201
     A length given on the command line wins over the recipe's, and its milestones move with it (said in one line).
     """
     from cnnlab.errors import CnnlabError
-    from cnnlab.train.recipe import family_defaults, from_dict, parse_override, read_recipe_file, scale_length
+    from cnnlab.train.recipe import (
+        family_defaults,
+        from_dict,
+        merge_override,
+        parse_override,
+        read_recipe_file,
+        scale_length,
+    )
 
     changes: dict = {}
     for key, value in (
@@ -130,7 +137,8 @@ def new_recipe(args: argparse.Namespace, log=print):  # noqa: ANN001, ANN201
         if args.unfreeze_at < 1:
             raise CnnlabError(f"--unfreeze-at must be an epoch >= 1, got {args.unfreeze_at}")
         changes["unfreeze_at"] = args.unfreeze_at
-    changes.update(parse_override(item) for item in args.overrides)
+    dotted = [parse_override(item) for item in args.overrides]
+    changes.update((k, v) for k, v in dotted if "." not in k)
     notes: list[str] = []
     if args.recipe:
         base = read_recipe_file(args.recipe)
@@ -141,6 +149,9 @@ def new_recipe(args: argparse.Namespace, log=print):  # noqa: ANN001, ANN201
         base, path = family_defaults(model)
         if path is not None:
             notes.append(f"recipe: the {path.stem} family's defaults ({path.name}; --recipe R for another)")
+    for key, value in dotted:
+        if "." in key:
+            merge_override(changes, key, value, base)
     base_recipe = from_dict(base)
     changes, note = scale_length(base_recipe, changes)
     if note:

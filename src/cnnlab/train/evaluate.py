@@ -34,7 +34,7 @@ class Loaded:
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Loaded:
     """A model rebuilt from a weights file written by cnnlab (a run directory picks its best checkpoint)."""
-    from cnnlab.train.setup import create_with_overrides
+    from cnnlab.train.setup import attach_emulation, create_with_overrides
 
     wpath = resolve_weights(path)
     state, meta = read_weights(wpath)
@@ -44,6 +44,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Loa
     model = create_with_overrides(
         meta["model"], meta.get("model_args") or {}, num_classes=num_classes, in_chans=in_chans
     )
+    attach_emulation(model, meta.get("emulate"))
     load_into(model, state, str(wpath))
     model.to(device).eval()
     return Loaded(model, meta, wpath)

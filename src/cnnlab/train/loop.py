@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.precision.emulate import emulator_of
 from cnnlab.train import ddp, signals
 from cnnlab.train.checkpoint import CheckpointDir
 from cnnlab.train.data_adapter import DataBundle, data_path_missing, open_data, resolve_data_spec
@@ -263,6 +264,7 @@ def _setup(
         schedule=LRSchedule(recipe, steps_per_epoch, total_steps),
         scaler=torch.amp.GradScaler(dev.type, enabled=recipe.precision == "fp16"),
         ema=EMA(model, recipe.ema_decay) if recipe.ema_decay > 0 else None,
+        emulator=emulator_of(model),
     )
     r = _Run(
         recipe=recipe,
@@ -394,6 +396,10 @@ def _step(
 
 def _update(r: _Run, s: TrainState, loss: torch.Tensor) -> None:
     """Backward, optional clipping, and the optimizer (and EMA) step unless the gradients are not finite."""
+    if s.emulator is not None:  # emulated formats: their own backward, rounding, loss scale and update
+        if s.emulator.step(loss, s.optimizer, unwrap(s.model), r.recipe.grad_clip) and s.ema is not None:
+            s.ema.update(s.model)
+        return
     scaler = s.scaler
     scaler.scale(loss).backward()
     grad_ok = True
@@ -437,6 +443,8 @@ def _epoch_end(r: _Run, s: TrainState, bar: Progress, run_elapsed: float, run_st
         v = evaluate_loader(eval_model, r.data.train_eval, r.recipe, r.dev, r.d)
         row["clean_train_loss"], row["clean_train_acc"] = v["loss"], v["top1"]
         r.set_train_mode(s.model)
+    if s.emulator is not None:
+        row.update(s.emulator.flush())
     row["seconds"] = round(s.train_seconds, 3)
     row["img_per_s"] = round(rate, 1)
     s.history.append(row)

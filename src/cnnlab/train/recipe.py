@@ -81,6 +81,9 @@ class Recipe:
     unfreeze_at: int = 0  # > 0: the frozen parts train from this epoch on (gradual unfreezing); 0: never
     # -- numerics and speed
     precision: str = "fp32"
+    # Emulated number formats (cnnlab.precision.config): e.g. { weights = "fp16", master = false }, or
+    # `--set emulate.gradients=fp16`; {} (the default) trains in plain fp32. Emulation runs in fp32 on any device.
+    emulate: dict[str, Any] = field(default_factory=dict, hash=False)
     # "auto": channels-last on the CPU (oneDNN's preferred layout: 52 of the 76 zoo models trained faster, median
     # 1.05x, on a CPU not recorded; 14 of 16 on an AVX2 EPYC, median 1.07x; docs/training.md) and on CUDA with
     # fp16/bf16 (tensor cores); NCHW otherwise.
@@ -108,6 +111,7 @@ class Recipe:
 
         # The TOML form (lists, not tuples) whoever built the recipe, so that it equals itself read back.
         object.__setattr__(self, "model_args", _plain_table("model_args", self.model_args))
+        object.__setattr__(self, "emulate", _plain_table("emulate", self.emulate))
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             values = value if isinstance(value, tuple) else (value,)
@@ -160,6 +164,10 @@ class Recipe:
             raise CnnlabError("--unfreeze-at needs --freeze backbone or --freeze stages:K (nothing is frozen)")
         if self.schedule == "step" and not self.milestones:
             raise bad("schedule 'step' needs milestones")
+        from cnnlab.precision.config import parse_emulation
+
+        if parse_emulation(self.emulate).active and self.precision != "fp32":
+            raise bad(f"emulate and precision={self.precision} do not mix: emulation runs in fp32 (precision=fp32)")
 
     def replace(self, **changes: Any) -> Recipe:
         return from_dict({**to_dict(self), **changes})
@@ -257,6 +265,7 @@ def from_dict(d: dict[str, Any]) -> Recipe:
 def to_dict(recipe: Recipe) -> dict[str, Any]:
     d = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(recipe)}
     d["model_args"] = _plain_table("model_args", recipe.model_args)  # a copy: the frozen recipe keeps its own
+    d["emulate"] = _plain_table("emulate", recipe.emulate)
     return d
 
 
@@ -291,6 +300,14 @@ def parse_override(item: str) -> tuple[str, Any]:
         raise CnnlabError(f"--set expects key=value, got '{item}'")
     key, raw = (s.strip() for s in item.split("=", 1))
     types_ = _field_types()
+    table, _, sub = key.partition(".")
+    if sub and table in types_ and typing.get_origin(types_[table]) is dict:
+        # `--set emulate.weights=fp16`: one key of a table field, merged into the table by load_recipe
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        return key, value
     if key not in types_:
         raise UnknownNameError("recipe key", key, types_)
     try:
@@ -393,6 +410,15 @@ def load_recipe(
         d.update(overrides)
     else:
         for item in overrides or []:
-            key, value = parse_override(item)
-            d[key] = value
+            merge_override(d, *parse_override(item))
     return from_dict(d)
+
+
+def merge_override(d: dict[str, Any], key: str, value: Any, base: dict[str, Any] | None = None) -> None:
+    """d[key] = value; a dotted key (`emulate.weights`) sets one key of the table field, kept from d or `base`."""
+    table, _, sub = key.partition(".")
+    if not sub:
+        d[key] = value
+        return
+    merged = d.get(table, (base or {}).get(table, {}))
+    d[table] = {**(merged if isinstance(merged, dict) else {}), sub: value}

@@ -167,6 +167,9 @@ def read_run(run: Path) -> tuple[Recipe, dict[str, Any]]:
 METRIC_FIELDS = (
     "epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "img_per_s",
     "clean_train_loss", "clean_train_acc",  # empty unless recipe.train_eval_images > 0
+    # empty unless the recipe emulates a number format (cnnlab.precision.emulate.COUNTERS, and the loss scale)
+    "updates_nonzero", "updates_lost", "grads_nonzero", "grads_flushed", "overflows", "saturations",
+    "skipped_steps", "loss_scale",
 )  # fmt: skip
 
 

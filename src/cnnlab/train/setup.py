@@ -65,7 +65,18 @@ def build_model(recipe: Recipe, data: DataBundle, model: nn.Module | None = None
         for m in model.modules():
             if isinstance(m, nn.Dropout):
                 m.p = recipe.dropout
+    attach_emulation(model, recipe.emulate, recipe.seed)
     return model
+
+
+def attach_emulation(model: nn.Module, table: dict[str, Any] | None, seed: int = 0) -> None:
+    """The recipe's emulated number formats (cnnlab.precision), swapped into the model in place; {}: none."""
+    from cnnlab.precision.config import parse_emulation
+    from cnnlab.precision.emulate import emulate
+
+    emulation = parse_emulation(table)
+    if emulation.active:
+        emulate(model, emulation, seed)
 
 
 def model_name(model: nn.Module) -> str:
@@ -119,6 +130,7 @@ def model_meta(recipe: Recipe, data: DataBundle, model: nn.Module) -> dict[str, 
     return {
         "model": getattr(model, "model_name", "") or recipe.model,
         **({"model_args": dict(recipe.model_args)} if recipe.model_args else {}),  # lists, as in recipe.toml
+        **({"emulate": dict(recipe.emulate)} if recipe.emulate else {}),  # eval and predict rebuild the formats
         "num_classes": len(data.classes),
         "in_chans": data.in_chans,
         "image_size": data.image_size,

@@ -31,6 +31,7 @@ class TrainState:
     schedule: LRSchedule
     scaler: torch.amp.GradScaler
     ema: EMA | None
+    emulator: Any = None  # cnnlab.precision.Emulator when the recipe emulates a number format
     epoch: int = 0  # epochs finished
     step: int = 0  # optimizer steps taken (skipped non-finite steps included)
     step_in_epoch: int = 0  # batches of the current epoch consumed
@@ -46,6 +47,7 @@ class TrainState:
             "schedule": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
             "ema": self.ema.state_dict() if self.ema is not None else None,
+            "emulator": self.emulator.state_dict() if self.emulator is not None else None,
             "rng": rng_state(),
             "epoch": self.epoch,
             "step": self.step,
@@ -76,6 +78,8 @@ class TrainState:
             self.scaler.load_state_dict(st["scaler"])
         if self.ema is not None and st.get("ema") is not None:
             self.ema.load_state_dict(st["ema"])
+        if self.emulator is not None and st.get("emulator") is not None:
+            self.emulator.load_state_dict(st["emulator"], next(unwrap(self.model).parameters()).device)
         self.epoch, self.step, self.step_in_epoch = int(st["epoch"]), int(st["step"]), int(st["step_in_epoch"])
         self.history = list(st["history"])
         self.best_acc = float(st["best_acc"])
