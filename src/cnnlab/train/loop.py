@@ -287,6 +287,8 @@ def _setup(
             run_info = {"model": meta["model"], "data": data.spec, **{k: meta[k] for k in meta if k != "model"}}
             write_start(run, recipe, run_info, environment(dev, d.world_size))
         log(f"run directory: {run}")
+        if s.emulator is not None:
+            log(f"emulated number formats: {s.emulator.e.describe()}")
     elif ck is None:
         log(f"resume: no usable checkpoint in {run}; starting from the beginning")
     else:
