@@ -17,7 +17,7 @@ from tests.analysis.conftest import tv_model
 TOTALS = {
     "params", "trainable_params", "macs", "flops", "activation_bytes", "peak_activation_bytes",
     "saved_activation_bytes", "param_bytes", "buffer_bytes", "grad_bytes", "optimizer", "optimizer_state_bytes",
-    "training_bytes",
+    "training_bytes", "master_bytes",  # master_bytes: 0 unless at a narrower format (added, so still schema 1)
 }  # fmt: skip
 ROW_KEYS = {
     "name", "kind", "depth", "call", "calls", "leaf", "own", "input_shape", "output_shape", "params", "macs",

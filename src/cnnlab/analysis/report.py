@@ -96,6 +96,8 @@ class Report:
     unsupported: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     depth: int | None = None
+    # fp32 master copies of the trainable weights, when the report is at a narrower format (precision.memory)
+    master_bytes: int = 0
     # What autograd saves for backward, or the function that measures it (a second forward, run when first
     # asked for): see `saved_activation_bytes`.
     saved_bytes: int | Callable[[], int] = field(default=0, repr=False, compare=False)
@@ -116,6 +118,7 @@ class Report:
             + self.buffer_bytes
             + self.grad_bytes
             + self.optimizer_state_bytes
+            + self.master_bytes
         )
 
     # ---- tables ----
@@ -181,7 +184,9 @@ class Report:
             f"training estimate: {self.training_bytes / mb:,.2f} MB (saved activations "
             f"{self.saved_activation_bytes / mb:,.2f} + params/buffers "
             f"{(self.param_bytes + self.buffer_bytes) / mb:,.2f}"
-            f" + grads {self.grad_bytes / mb:,.2f} + {self.optimizer} state {self.optimizer_state_bytes / mb:,.2f})",
+            f" + grads {self.grad_bytes / mb:,.2f} + {self.optimizer} state {self.optimizer_state_bytes / mb:,.2f}"
+            + (f" + fp32 master weights {self.master_bytes / mb:,.2f}" if self.master_bytes else "")
+            + ")",
         ]
         if self.receptive_field is not None:
             lines.append(
@@ -255,6 +260,7 @@ class Report:
                 "grad_bytes": self.grad_bytes,
                 "optimizer": self.optimizer,
                 "optimizer_state_bytes": self.optimizer_state_bytes,
+                "master_bytes": self.master_bytes,
                 "training_bytes": self.training_bytes,
             },
             "receptive_field_px": self.receptive_field,

@@ -38,6 +38,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="optimizer state counted in the training memory estimate",
     )
     p.add_argument("--strict", action="store_true", help="fail on ops without a cost formula")
+    p.add_argument(
+        "--dtype",
+        default="fp32",
+        metavar="FMT",
+        help="memory at this number format: fp32 (default), fp16, bf16, fp8_e4m3, fp8_e5m2, fixed<IL,FL>, binary; "
+        "parameters, gradients and activations at FMT, buffers, optimizer state and fp32 master weights kept "
+        "(cnnlab formats lists them)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
         size = parse_input(args.input, default[0])
     if args.depth is not None and args.depth < 0:
         raise CnnlabError(f"--depth must be >= 0, got {args.depth}")
+    from cnnlab.precision.formats import parse_format
+
+    fmt = parse_format(args.dtype)  # checked before the model is built
     rep = analyze(
         args.name,
         input_size=size,
@@ -58,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
         train=args.train,
         optimizer=args.optimizer,
     )
+    from cnnlab.precision.memory import at_format
+
+    rep = at_format(rep, fmt)
     render = {"text": rep.to_text, "md": rep.to_markdown, "csv": rep.to_csv}
     print(rep.to_json() if args.format == "json" else render[args.format](), end="" if args.format != "json" else "\n")
     return 0
