@@ -4,7 +4,8 @@ At the format: parameters, their gradients, and every activation (written, peak 
 per-layer table's memory column too. Binary values are packed 8 to a byte; a fixed-point word takes whole bytes.
 Kept fp32, as mixed-precision training keeps them (Micikevicius et al. 2017, Sec. 3.1): buffers (BatchNorm's
 running statistics), the optimizer's state, and, for any format narrower than fp32, a master copy of the
-trainable weights (`master_bytes`, part of the training estimate).
+trainable weights (`master_bytes`, part of the training estimate). Binary keeps the gradients fp32 too: in
+BinaryConnect and BinaryNet only weights and activations are binary.
 """
 
 from __future__ import annotations
@@ -40,6 +41,6 @@ def at_format(report: Report, fmt: str | Format) -> Report:
         peak_activation_bytes=scale(report.peak_activation_bytes),
         saved_bytes=scale(report.saved_activation_bytes),
         param_bytes=scale(report.param_bytes),
-        grad_bytes=scale(report.grad_bytes),
+        grad_bytes=report.grad_bytes if fmt.kind == "binary" else scale(report.grad_bytes),
         master_bytes=report.trainable_params * FP32_BYTES,
     )
