@@ -98,6 +98,8 @@ class Report:
     depth: int | None = None
     # fp32 master copies of the trainable weights, when the report is at a narrower format (precision.memory)
     master_bytes: int = 0
+    # Which figures are at that format and which stay fp32, one line under the totals (precision.memory)
+    memory_note: str = ""
     # What autograd saves for backward, or the function that measures it (a second forward, run when first
     # asked for): see `saved_activation_bytes`.
     saved_bytes: int | Callable[[], int] = field(default=0, repr=False, compare=False)
@@ -188,6 +190,8 @@ class Report:
             + (f" + fp32 master weights {self.master_bytes / mb:,.2f}" if self.master_bytes else "")
             + ")",
         ]
+        if self.memory_note:
+            lines.append(self.memory_note)
         if self.receptive_field is not None:
             lines.append(
                 f"receptive field of the last feature map: {self.receptive_field} px (jump {self.jump})"

@@ -10,12 +10,16 @@ from cnnlab.experiments import (
     alexnet_tricks,
     augmentation,
     aux_heads,
+    bfloat16,
+    binary,
     bottleneck,
     cardinality,
     data_pipeline,
     degradation,
     depthwise,
     factorize,
+    half,
+    rounding,
     scaling,
     small_filters,
     test_time,
@@ -39,6 +43,10 @@ EXPERIMENTS: dict[str, Experiment] = {
         scaling.EXPERIMENT,
         test_time.EXPERIMENT,
         data_pipeline.EXPERIMENT,
+        rounding.EXPERIMENT,  # the numerical-precision lab (docs/precision.md)
+        half.EXPERIMENT,
+        bfloat16.EXPERIMENT,
+        binary.EXPERIMENT,
     )
 }
 

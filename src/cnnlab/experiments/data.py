@@ -9,6 +9,8 @@ The subset (stratified, seed 0) is written once as `data.npz` in the experiment 
 resume and `cnnlab eval` on a trial read the same images, and the experiment's results do not depend on where
 the source lived. An experiment whose arms train on different data (transfer: a source task, then target tasks
 of N images per class) cuts its per-arm files from that subset with its `datasets` hook, written beside it.
+The precision experiments' hook also reads a second dataset, MNIST (their config's `mnist`, a spec; the name
+`mnist` is looked up in CNNLAB_MNIST), and cuts its subset the same way.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch
 from cnnlab.errors import CnnlabError
 
 ENV = "CNNLAB_CIFAR10"
+MNIST_ENV = "CNNLAB_MNIST"  # a spec for the name `mnist` (cnnlab.experiments.precision_lab's second dataset)
 CACHE = Path.home() / ".cache" / "cnnlab"
 # The official archive (Krizhevsky 2009, https://www.cs.toronto.edu/~kriz/cifar.html) and its published MD5.
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -33,7 +36,15 @@ CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 
 
 def resolve(spec: str) -> str:
-    """A dataset spec for `spec`; the name `cifar10` (no path) is looked up as the module docstring says."""
+    """A dataset spec for `spec`; the name `cifar10` (no path) is looked up as the module docstring says, the name
+    `mnist` (the precision experiments' second dataset, their config's `mnist`) in CNNLAB_MNIST."""
+    if spec == "mnist":
+        if os.environ.get(MNIST_ENV):
+            return os.environ[MNIST_ENV]
+        raise CnnlabError(
+            "MNIST not found: pass --set mnist=SPEC (e.g. --set mnist=npz:../shared/data/mnist.npz or "
+            f"mnist:/path/to/idx-files), or set {MNIST_ENV}=SPEC once (what `reproduce all` reads)"
+        )
     if spec != "cifar10":
         return spec
     if os.environ.get(ENV):
@@ -148,8 +159,10 @@ def _write_arm_data(out: Path, name: str, arrays: dict[str, Any], log: Any) -> d
         np.savez(f, **arrays)
     splits = {s: int(len(arrays[f"y_{s}"])) for s in ("train", "val", "test") if f"y_{s}" in arrays}
     log(f"data: {name}: " + ", ".join(f"{n} {s}" for s, n in splits.items()) + f" images -> {path}")
+    x = arrays["x_train"]  # NHWC, or NHW for gray
     return {
         **{f"{s}_images": n for s, n in splits.items()},
+        "image_size": [int(x.shape[3]) if x.ndim == 4 else 1, int(x.shape[1]), int(x.shape[2])],  # C, H, W
         "classes": [str(c) for c in arrays["classes"]],
         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
     }

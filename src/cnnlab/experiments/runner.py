@@ -112,10 +112,19 @@ def _arm_classes(arms: list[Arm], info: dict[str, Any]) -> dict[str, int]:
     return {a.name: len(files[a.data]["classes"] if a.data else info["classes"]) for a in arms}
 
 
-def arm_costs(arms: list[Arm], image: list[int], classes: int | dict[str, int]) -> dict[str, dict[str, int]]:
+def _arm_images(arms: list[Arm], info: dict[str, Any]) -> dict[str, list[int]]:
+    """Each arm's image shape (C, H, W): its own data file's when it has one and it was recorded, else the
+    experiment's (a second dataset, e.g. the precision experiments' MNIST, has its own channels and size)."""
+    files = info.get("datasets", {})
+    return {a.name: files.get(a.data, {}).get("image_size", info["image_size"]) for a in arms}
+
+
+def arm_costs(
+    arms: list[Arm], image: list[int] | dict[str, list[int]], classes: int | dict[str, int]
+) -> dict[str, dict[str, int]]:
     """Parameters and multiply-adds of each arm for one image of the experiment's data (the analyzer's), at the
-    arm's recipe `image_size` where it sets one (the data path resizes every split to it); `classes` is one count
-    for every arm, or each arm's by name."""
+    arm's recipe `image_size` where it sets one (the data path resizes every split to it); `image` and `classes`
+    are one value for every arm, or each arm's by name."""
     import torch
 
     import cnnlab
@@ -123,11 +132,12 @@ def arm_costs(arms: list[Arm], image: list[int], classes: int | dict[str, int]) 
 
     costs = {}
     for arm in arms:
+        shape = image[arm.name] if isinstance(image, dict) else image
         with torch.device("meta"):
             k = classes[arm.name] if isinstance(classes, dict) else classes
-            model = create_with_overrides(arm.model, arm.model_args, num_classes=k, in_chans=image[0])
+            model = create_with_overrides(arm.model, arm.model_args, num_classes=k, in_chans=shape[0])
         side = arm.recipe.get("image_size", 0)
-        rep = cnnlab.analyze(model, (image[0], side, side) if side else tuple(image))
+        rep = cnnlab.analyze(model, (shape[0], side, side) if side else tuple(shape))
         costs[arm.name] = {"params": int(rep.total_params), "macs": int(rep.total_macs)}
     return costs
 
@@ -162,7 +172,7 @@ def run(
         return _finish(exp, cfg, results, out, [], command, device, load_start, t0, log)
     info = data.prepare(cfg, exp, out, log)
     check_arms(exp, arms, info.get("datasets", {}))
-    costs = arm_costs(arms, info["image_size"], _arm_classes(arms, info))
+    costs = arm_costs(arms, _arm_images(arms, info), _arm_classes(arms, info))
     plan = [(seed, arm) for seed in range(cfg.seeds) for arm in arms]  # seed-major: pairs complete early
     by_name = {a.name: a for a in arms}
     weight = {a.name: max(1, costs[a.name]["macs"]) * _train_images(cfg, a) for a in arms}  # for the ETA

@@ -32,6 +32,9 @@ def at_format(report: Report, fmt: str | Format) -> Report:
     def scale(nbytes: int) -> int:
         return math.ceil(nbytes / FP32_BYTES * per)
 
+    binary = fmt.kind == "binary"
+    note = (f"memory at {fmt.name}: params, {'' if binary else 'grads, '}activations; kept fp32: buffers, "
+            f"{report.optimizer} state, master weights{', grads' if binary else ''}")  # fmt: skip
     rows = [dataclasses.replace(r, activation_bytes=scale(r.activation_bytes)) for r in report.rows]
     return dataclasses.replace(
         report,
@@ -41,6 +44,7 @@ def at_format(report: Report, fmt: str | Format) -> Report:
         peak_activation_bytes=scale(report.peak_activation_bytes),
         saved_bytes=scale(report.saved_activation_bytes),
         param_bytes=scale(report.param_bytes),
-        grad_bytes=report.grad_bytes if fmt.kind == "binary" else scale(report.grad_bytes),
+        grad_bytes=report.grad_bytes if binary else scale(report.grad_bytes),
         master_bytes=report.trainable_params * FP32_BYTES,
+        memory_note=note,
     )
