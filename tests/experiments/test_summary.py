@@ -6,19 +6,20 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.experiments import EXPERIMENTS
-from cnnlab.experiments.summary import END, START, replace_table, table, targets
+from cnnlab.experiments.summary import END, START, fresh, replace_table, targets
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("page", list(targets(ROOT)), ids=lambda p: p.name)
-def test_committed_table_is_current(page: Path):
+@pytest.mark.parametrize("target", targets(ROOT), ids=lambda t: f"{t[0].name}{'-precision' if t[2] else ''}")
+def test_committed_table_is_current(target: tuple[Path, str, bool]):
+    page, prefix, precision = target
     if not page.is_file():
         pytest.skip("not a source checkout")
     text = page.read_text()
-    fresh = replace_table(text, table(ROOT / "docs" / "reproduce", list(EXPERIMENTS), targets(ROOT)[page]))
-    assert text == fresh, f"{page.name}: stale results table; run python -m cnnlab.experiments.summary"
+    assert text == fresh(ROOT, page, prefix, precision, text), (
+        f"{page.name}: stale results table; run python -m cnnlab.experiments.summary"
+    )
 
 
 def test_a_page_without_the_markers_is_refused():

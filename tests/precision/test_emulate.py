@@ -108,9 +108,8 @@ def test_stochastic_rounding_keeps_small_updates_on_average():
 def test_binaryconnect_forward_uses_sign_and_backward_is_straight_through():
     torch.manual_seed(0)
     lin = nn.Linear(5, 3)
-    w = lin.weight.detach().clone().clamp(-1, 1)
-    b = lin.bias.detach().clone()
     binarize(lin, "deterministic")
+    w, b = lin.weight.detach().clone(), lin.bias.detach().clone()
     x = torch.randn(4, 5)
     lin.train()
     out = lin(x)
@@ -134,6 +133,26 @@ def test_binaryconnect_clips_the_masters_and_stochastic_tests_with_real_weights(
     lin.eval()
     x = torch.randn(3, 4)
     assert torch.equal(lin(x), F.linear(x, lin.weight, lin.bias))  # BinaryConnect Sec. 2.6
+
+
+def test_binary_weights_start_uniform_in_minus_one_one_unless_kept():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(64, 64, 3)
+    kaiming = conv.weight.detach().clone()
+    binarize(conv, "stochastic", seed=3)
+    w = conv.weight.detach()
+    assert w.abs().max() <= 1 and w.abs().max() > 0.99  # U(-1, 1): the paper's Glorot U(-H, H) in units of H
+    assert w.var().item() == pytest.approx(1 / 3, rel=0.05) and abs(w.mean().item()) < 0.01
+    assert not torch.equal(torch.sign(w), torch.sign(kaiming))  # redrawn, not the init rescaled
+    again = nn.Conv2d(64, 64, 3)
+    binarize(again, "stochastic", seed=3)
+    assert torch.equal(again.weight, conv.weight)  # drawn from the seed
+    kept = nn.Conv2d(8, 8, 3)
+    before = kept.weight.detach().clone()
+    binarize(kept, init="keep")
+    assert torch.equal(kept.weight, before.clamp(-1, 1))
+    with pytest.raises(CnnlabError, match="unknown binary_init 'gaussian'"):
+        parse_emulation({"weights": "binary", "binary_init": "gaussian"})
 
 
 def test_binary_activations_ste():

@@ -1,7 +1,9 @@
 """The results table of the README and docs/reproduce.md, generated from the committed full runs.
 
 One row per judged claim; an experiment's exact cost claims fold into one row (they agree or not together).
-`python -m cnnlab.experiments.summary` rewrites both tables in place; tests/experiments/test_summary.py fails
+Two tables: the lecture's architecture and practice claims, and the numerical-precision lab's (PRECISION), each
+between its own markers, in the README and in its doc page (docs/reproduce.md, docs/precision.md).
+`python -m cnnlab.experiments.summary` rewrites every table in place; tests/experiments/test_summary.py fails
 when a committed table no longer matches its results.json files.
 """
 
@@ -13,6 +15,11 @@ from pathlib import Path
 from typing import Any
 
 START, END = "<!-- results: generated from docs/reproduce/*/results.json -->", "<!-- /results -->"
+P_START, P_END = (
+    "<!-- precision results: generated from docs/reproduce/*/results.json -->",
+    "<!-- /precision results -->",
+)
+PRECISION = ("rounding", "half", "bfloat16", "binary")  # the precision lab (docs/precision.md)
 HEADER = ["| experiment | claim | ours | paper | verdict |", "|---|---|---|---|---|"]
 
 
@@ -48,24 +55,36 @@ def table(docs: Path, names: list[str], prefix: str) -> str:
     return "\n".join(lines)
 
 
-def replace_table(text: str, new: str) -> str:
-    pattern = re.compile(re.escape(START) + r"\n.*?" + re.escape(END), re.S)
+def replace_table(text: str, new: str, start: str = START, end: str = END) -> str:
+    pattern = re.compile(re.escape(start) + r"\n.*?" + re.escape(end), re.S)
     if not pattern.search(text):
-        raise ValueError("no generated results table in this file")
-    return pattern.sub(lambda _: f"{START}\n{new}\n{END}", text)
+        raise ValueError(f"no generated results table ({start}) in this file")
+    return pattern.sub(lambda _: f"{start}\n{new}\n{end}", text)
 
 
-def targets(root: Path) -> dict[Path, str]:
-    """Each page holding the table, with the prefix its links need."""
-    return {root / "README.md": "docs/reproduce/", root / "docs" / "reproduce.md": "reproduce/"}
+def targets(root: Path) -> list[tuple[Path, str, bool]]:
+    """Each (page, the prefix its links need, whether its table is the precision lab's)."""
+    readme, docs = root / "README.md", root / "docs"
+    return [
+        (readme, "docs/reproduce/", False),
+        (readme, "docs/reproduce/", True),
+        (docs / "reproduce.md", "reproduce/", False),
+        (docs / "precision.md", "reproduce/", True),
+    ]
+
+
+def fresh(root: Path, page: Path, prefix: str, precision: bool, text: str) -> str:
+    """`text` (the page's) with its table regenerated from docs/reproduce/*/results.json."""
+    from cnnlab.experiments import EXPERIMENTS
+
+    names = [n for n in EXPERIMENTS if (n in PRECISION) == precision]
+    start, end = (P_START, P_END) if precision else (START, END)
+    return replace_table(text, table(root / "docs" / "reproduce", names, prefix), start, end)
 
 
 def main(root: Path = Path(".")) -> None:
-    from cnnlab.experiments import EXPERIMENTS
-
-    docs = root / "docs" / "reproduce"
-    for page, prefix in targets(root).items():
-        page.write_text(replace_table(page.read_text(), table(docs, list(EXPERIMENTS), prefix)))
+    for page, prefix, precision in targets(root):
+        page.write_text(fresh(root, page, prefix, precision, page.read_text()))
 
 
 if __name__ == "__main__":

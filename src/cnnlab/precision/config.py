@@ -11,6 +11,10 @@ Keys (every one optional; an empty table, the default, is plain fp32 training):
     skip the step, double after `growth_interval` good steps; Micikevicius et al. 2017, Sec. 3.2).
   init_scale (65536), growth_interval (2000): the dynamic scaler's.
   eval_rounding: rounding in evaluation ("nearest", the default, so a score is reproducible).
+  binary_init: with binary weights, "uniform" (the default) draws the real-valued weights from U(-1, 1) when the
+    emulation is attached; "keep" keeps the model's initialization. Courbariaux et al. draw them from Glorot's
+    U(-H, H) and binarize to +-H; cnnlab binarizes to +-1 (sign(w), exactly), so the same init in units of H is
+    U(-1, 1). Weights loaded afterwards (pretrained, a checkpoint) replace them either way.
 A `--set emulate.weights=fp16` on the command line sets one key of the table.
 """
 
@@ -34,7 +38,9 @@ KEYS = (
     "init_scale",
     "growth_interval",
     "eval_rounding",
+    "binary_init",
 )
+BINARY_INITS = ("uniform", "keep")
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class Emulation:
     init_scale: float = 1.0
     growth_interval: int = 2000
     eval_rounding: str = "nearest"
+    binary_init: str = "uniform"  # with binary weights: U(-1, 1) at attach, or "keep" (see the module docstring)
 
     @property
     def active(self) -> bool:
@@ -78,6 +85,9 @@ def parse_emulation(table: dict[str, Any] | None) -> Emulation:
         formats = {p: parse_format(text(p, "fp32")) for p in PARTS}
         roundings = {p: check_rounding(text(f"{p}_rounding", base)) for p in PARTS}
         eval_rounding = check_rounding(text("eval_rounding", "nearest"))
+        binary_init = text("binary_init", "uniform")
+        if binary_init not in BINARY_INITS:
+            raise UnknownNameError("binary_init", binary_init, BINARY_INITS)
     except CnnlabError as e:
         raise CnnlabError(f"recipe: emulate: {e}") from None
     master = table.get("master", True)
@@ -100,4 +110,5 @@ def parse_emulation(table: dict[str, Any] | None) -> Emulation:
     growth = table.get("growth_interval", 2000)
     if isinstance(growth, bool) or not isinstance(growth, int) or growth < 1:
         raise CnnlabError(f"recipe: emulate.growth_interval must be an integer >= 1, got {growth!r}")
-    return Emulation(formats, roundings, master, mode, float(init) if mode != "off" else 1.0, growth, eval_rounding)
+    scale_init = float(init) if mode != "off" else 1.0
+    return Emulation(formats, roundings, master, mode, scale_init, growth, eval_rounding, binary_init)

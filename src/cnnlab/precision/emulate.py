@@ -291,8 +291,14 @@ def emulate(model: nn.Module, emulation: Emulation, seed: int = 0) -> Emulator:
     if emulation.formats["activations"].kind == "binary":
         binarize_activations(model)
     if weights.kind == "binary":
+        # Courbariaux et al.'s Glorot init U(-H, H) with +-H binary weights is, in units of H, U(-1, 1) with sign(w):
+        # the reals on the binary weights' scale, which matters where they are used as they are (stochastic
+        # BinaryConnect tests with them, beside norm statistics gathered with the binary ones).
+        g = torch.Generator().manual_seed(0xB1_0000 + seed)  # not the model init's stream (torch.manual_seed(seed))
         with torch.no_grad():
             for m in emu.layers:
+                if emulation.binary_init == "uniform":
+                    m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 2 - 1)
                 m.weight.clamp_(-1, 1)  # the masters live in [-1, 1] from the start
     emu.store_rounded()
     model.emulator = emu  # type: ignore[assignment]  (found by the training loop; not a submodule)
@@ -303,8 +309,12 @@ def emulator_of(model: nn.Module) -> Emulator | None:
     return getattr(model, "emulator", None) if isinstance(getattr(model, "emulator", None), Emulator) else None
 
 
-def binarize(model: nn.Module, mode: str = "deterministic", activations: bool = False, seed: int = 0) -> Any:
+def binarize(
+    model: nn.Module, mode: str = "deterministic", activations: bool = False, seed: int = 0, init: str = "uniform"
+) -> Any:
     """BinaryConnect in place: every nn.Conv2d and nn.Linear uses binary weights; returns the Emulator.
+
+    init="uniform" redraws the real-valued weights from U(-1, 1) (the paper's init, config.py); "keep" keeps them.
 
     In a hand-written loop call `emulator.step(loss, optimizer, model, grad_clip=0)` in place of backward and
     optimizer.step(): it clips the real-valued weights to [-1, 1] after each update. activations=True also
@@ -314,7 +324,8 @@ def binarize(model: nn.Module, mode: str = "deterministic", activations: bool = 
 
     if mode not in BINARY_MODES:
         raise UnknownNameError("BinaryConnect mode", mode, BINARY_MODES)
-    table = {"weights": "binary", "weights_rounding": "nearest" if mode == "deterministic" else "stochastic"}
+    table = {"weights": "binary", "weights_rounding": "nearest" if mode == "deterministic" else "stochastic",
+             "binary_init": init}  # fmt: skip
     if activations:
         table["activations"] = "binary"
     return emulate(model, parse_emulation(table), seed)
