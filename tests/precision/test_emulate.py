@@ -155,6 +155,21 @@ def test_binary_weights_start_uniform_in_minus_one_one_unless_kept():
         parse_emulation({"weights": "binary", "binary_init": "gaussian"})
 
 
+@pytest.mark.parametrize("scale, factor", [("glorot", 2.0), ("none", 1.0)])
+def test_binary_weight_updates_are_scaled_by_glorots_coefficient(scale, factor):
+    lin = nn.Linear(4, 2, bias=False)  # fan_in + fan_out = 6: 1 / sqrt(1.5 / 6) = 2
+    emu = emulate(lin, parse_emulation({"weights": "binary", "binary_lr_scale": scale}))
+    with torch.no_grad():
+        lin.weight.fill_(0.25)
+    x = torch.tensor([[1.0, -2.0, 0.5, 0.0]])
+    opt = torch.optim.SGD(lin.parameters(), lr=0.01)
+    emu.step(lin(x).sum(), opt, lin, grad_clip=0.0)
+    sgd = -0.01 * x.expand(2, 4)  # the gradient of sum(w_b x) is x for each row (STE)
+    assert torch.allclose(lin.weight.detach() - 0.25, factor * sgd)
+    with pytest.raises(CnnlabError, match="unknown binary_lr_scale"):
+        parse_emulation({"weights": "binary", "binary_lr_scale": "he"})
+
+
 def test_binary_activations_ste():
     from cnnlab.precision import sign_ste
 

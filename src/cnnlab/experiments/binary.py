@@ -8,8 +8,8 @@ regularizer", and binarization is the regularizer):
   * fp32;
   * BinaryConnect deterministic: every conv and linear uses sign(w) forward and backward; the gradient updates
     real-valued weights clipped to [-1, 1]; tested with sign(w);
-    the real-valued weights start from U(-1, 1) (emulate.binary_init: the paper's Glorot U(-H, H) with +-H binary
-    weights, in units of H);
+    the real-valued weights start from U(-1, 1) and each layer's update is scaled by Glorot's coefficient
+    1/sqrt(1.5/(fan_in + fan_out)), as the paper scales its learning rates (emulate.binary_init, binary_lr_scale);
   * BinaryConnect stochastic: w_b = +1 with probability hard_sigmoid(w); tested with the real-valued weights
     (Sec. 2.6);
   * BinaryNet (MNIST only): binary weights and sign() activations, with the straight-through estimator

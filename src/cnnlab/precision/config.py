@@ -15,6 +15,10 @@ Keys (every one optional; an empty table, the default, is plain fp32 training):
     emulation is attached; "keep" keeps the model's initialization. Courbariaux et al. draw them from Glorot's
     U(-H, H) and binarize to +-H; cnnlab binarizes to +-1 (sign(w), exactly), so the same init in units of H is
     U(-1, 1). Weights loaded afterwards (pretrained, a checkpoint) replace them either way.
+  binary_lr_scale: with binary weights, "glorot" (the default) multiplies each binarized layer's weight update by
+    1 / sqrt(1.5 / (fan_in + fan_out)), as Courbariaux et al. scale the learning rates "with the weights
+    initialization coefficients from Glorot & Bengio" (BinaryConnect Sec. 3): weights in [-1, 1] then move far
+    enough per step to flip signs; "none" leaves the optimizer's update as it is.
 A `--set emulate.weights=fp16` on the command line sets one key of the table.
 """
 
@@ -39,8 +43,10 @@ KEYS = (
     "growth_interval",
     "eval_rounding",
     "binary_init",
+    "binary_lr_scale",
 )
 BINARY_INITS = ("uniform", "keep")
+BINARY_LR_SCALES = ("glorot", "none")
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,7 @@ class Emulation:
     growth_interval: int = 2000
     eval_rounding: str = "nearest"
     binary_init: str = "uniform"  # with binary weights: U(-1, 1) at attach, or "keep" (see the module docstring)
+    binary_lr_scale: str = "glorot"  # with binary weights: each layer's update times 1/sqrt(1.5/(fan_in+fan_out))
 
     @property
     def active(self) -> bool:
@@ -88,6 +95,9 @@ def parse_emulation(table: dict[str, Any] | None) -> Emulation:
         binary_init = text("binary_init", "uniform")
         if binary_init not in BINARY_INITS:
             raise UnknownNameError("binary_init", binary_init, BINARY_INITS)
+        binary_lr_scale = text("binary_lr_scale", "glorot")
+        if binary_lr_scale not in BINARY_LR_SCALES:
+            raise UnknownNameError("binary_lr_scale", binary_lr_scale, BINARY_LR_SCALES)
     except CnnlabError as e:
         raise CnnlabError(f"recipe: emulate: {e}") from None
     master = table.get("master", True)
@@ -111,4 +121,4 @@ def parse_emulation(table: dict[str, Any] | None) -> Emulation:
     if isinstance(growth, bool) or not isinstance(growth, int) or growth < 1:
         raise CnnlabError(f"recipe: emulate.growth_interval must be an integer >= 1, got {growth!r}")
     scale_init = float(init) if mode != "off" else 1.0
-    return Emulation(formats, roundings, master, mode, scale_init, growth, eval_rounding, binary_init)
+    return Emulation(formats, roundings, master, mode, scale_init, growth, eval_rounding, binary_init, binary_lr_scale)

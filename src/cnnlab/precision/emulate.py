@@ -22,6 +22,7 @@ end), skipped_steps (non-finite gradients: the step is skipped and a dynamic los
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -184,6 +185,8 @@ class Emulator:
             if not self.e.master and weights.name != "fp32":
                 p.copy_(self.round(p, "weights", True))
             if weights.kind == "binary" and self.is_weight(p):
+                if self.e.binary_lr_scale == "glorot":
+                    p.copy_(old + delta * glorot_lr_scale(p))
                 p.clamp_(-1, 1)  # BinaryConnect: the real-valued weights are clipped to [-1, 1]
             nonzero = delta != 0
             counts[_UPD_NZ] += nonzero.sum()
@@ -303,6 +306,14 @@ def emulate(model: nn.Module, emulation: Emulation, seed: int = 0) -> Emulator:
     emu.store_rounded()
     model.emulator = emu  # type: ignore[assignment]  (found by the training loop; not a submodule)
     return emu
+
+
+def glorot_lr_scale(weight: torch.Tensor) -> float:
+    """BinaryConnect's per-layer learning-rate factor 1 / sqrt(1.5 / (fan_in + fan_out)), fans counting the kernel
+    (a (out, in, kh, kw) conv: in*kh*kw and out*kh*kw), as Glorot & Bengio's initialization coefficient does."""
+    receptive = weight[0, 0].numel() if weight.dim() > 2 else 1
+    fan_in, fan_out = weight.shape[1] * receptive, weight.shape[0] * receptive
+    return 1.0 / math.sqrt(1.5 / (fan_in + fan_out))
 
 
 def emulator_of(model: nn.Module) -> Emulator | None:
