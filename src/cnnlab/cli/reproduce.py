@@ -66,7 +66,9 @@ def list_experiments() -> int:
         if done.is_file():
             r = json.loads(done.read_text())
             took, cpu = f"{r['timing']['wall_seconds'] / 60:.0f} min", _short_cpu(r["provenance"].get("cpu", "?"))
-        print(f"{name:<14} {took:>8}  {cpu:<22} {exp.claim} ({exp.source}); data {exp.config().data}")
+        cfg = exp.config()
+        data = cfg.data + (f" and {cfg.mnist}" if getattr(cfg, "mnist", "") else "")  # the precision lab's 2nd task
+        print(f"{name:<14} {took:>8}  {cpu:<22} {exp.claim} ({exp.source}); data {data}")
     return 0
 
 
