@@ -91,6 +91,9 @@ def unrecognized(extras: Sequence[str], parser: argparse.ArgumentParser) -> str:
     known = [s for a in parser._actions for s in a.option_strings]
     close = [m for w in words if w.startswith("-") for m in difflib.get_close_matches(w, known, n=1, cutoff=0.6)]
     hint = f"; did you mean {', '.join(dict.fromkeys(close))}?" if close else ""
+    named = [w[2:].replace("-", "_") for w in words if w.startswith("--") and w[2:].replace("-", "_").isidentifier()]
+    if not close and named and "--set" in known:  # `reproduce --epochs 3`: settings go through --set
+        hint = f"; a setting is --set {named[0]}=VALUE"
     noun = "argument" if len(words) == 1 else "arguments"
     return f"unrecognized {noun} {', '.join(words)}{hint}"
 
