@@ -125,6 +125,8 @@ def test_unknown_flags_and_commands_suggest(capsys):
     assert err == "cnnlab models: error: unrecognized argument --nothing-like-it"
     err = one_line_error(capsys, ["reproduce", "half", "--epochs", "3"])  # an experiment's settings go by --set
     assert err == "cnnlab reproduce: error: unrecognized argument --epochs; a setting is --set epochs=VALUE"
+    err = one_line_error(capsys, ["reproduce", "half", "--seed", "1"])  # not an abbreviation of --seeds
+    assert err.endswith("--seeds N sets N (there is no --seed)")
     err = one_line_error(capsys, ["trian"])
     assert err.startswith("cnnlab: error: argument COMMAND: invalid choice: 'trian'; did you mean train?")
 

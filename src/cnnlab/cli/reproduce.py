@@ -19,6 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="dataset spec (default: CIFAR-10, found as docs/reproduce.md says)")
     p.add_argument("--download", action="store_true", help="fetch and verify the official CIFAR-10 archive")
     p.add_argument("--seeds", type=int, help="seeds per arm (shortcut for --set seeds=N)")
+    # Without it argparse would read `--seed 1` as an abbreviation of --seeds: one seed, not seed 1.
+    p.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     p.add_argument("--out", help="experiment directory (default runs/reproduce/NAME[-quick])")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
     p.add_argument("--plan", action="store_true", help="print the trials and their cost (analyzer), run nothing")
@@ -42,6 +44,10 @@ def _changes(args: argparse.Namespace) -> dict:
             changes[key] = raw  # bare words are strings
     if args.data:
         changes["data"] = args.data
+    if args.seed is not None:
+        from cnnlab.errors import CnnlabError
+
+        raise CnnlabError("an experiment trains every arm at seeds 0..N-1: --seeds N sets N (there is no --seed)")
     if args.seeds is not None:
         changes["seeds"] = args.seeds
     return changes
