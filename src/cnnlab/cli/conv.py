@@ -66,7 +66,17 @@ def _bench(args: argparse.Namespace, bench) -> int:  # noqa: ANN001 (the bench m
         if kept
         else "allocator: default (large buffers are fresh, page-faulting memory on every call)"
     )
-    rows = bench.bench(configs, rounds=args.rounds, progress=print, clock=args.clock)
+    from cnnlab.train.progress import Progress
+
+    # A terminal also gets a bar over the configurations (the small grid takes minutes); a log only the rows.
+    with Progress(len(configs), "conv bench", summary=False) as bar:
+        say = bar.printer(print)
+
+        def row(line: str) -> None:
+            say(line)
+            bar.update(0, force=True)
+
+        rows = bench.bench(configs, rounds=args.rounds, progress=row, clock=args.clock)
     print("\nFindings:")
     for line in bench.findings(rows):
         print(line)

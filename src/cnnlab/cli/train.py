@@ -41,6 +41,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nproc", type=int, help="launch N processes with torchrun (DDP); 1 is a single process")
     p.add_argument("--max-restarts", type=int, default=0, help="with --nproc: torchrun's --max-restarts")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="write TensorBoard event files to RUN_DIR/tensorboard (shortcut for --set tensorboard=true)",
+    )
     t = p.add_argument_group("transfer learning")
     t.add_argument(
         "--weights",
@@ -84,6 +89,8 @@ def _relaunch_argv(args: argparse.Namespace) -> list[str]:
         argv.append("--no-progress")
     if args.strict_size:
         argv.append("--strict-size")
+    if args.tensorboard:
+        argv.append("--tensorboard")
     return argv
 
 
@@ -127,6 +134,8 @@ def new_recipe(args: argparse.Namespace, log=print):  # noqa: ANN001, ANN201
         changes["progress"] = False
     if args.strict_size:
         changes["strict_size"] = True
+    if args.tensorboard:
+        changes["tensorboard"] = True
     if args.weights:
         changes["weights"] = _weights_source(args.weights)
     if args.freeze != "none":
@@ -159,6 +168,10 @@ def new_recipe(args: argparse.Namespace, log=print):  # noqa: ANN001, ANN201
     recipe = from_dict({**base, **changes})
     if not recipe.model:
         raise CnnlabError("no model: cnnlab train MODEL --data SPEC (or set `model` in the recipe)")
+    if recipe.tensorboard:  # a missing optional package is refused here too, before the notes (and torchrun)
+        from cnnlab.train.tensorboard import require
+
+        require()
     for line in notes:  # said once the recipe is valid: a refused command prints its one error line only
         log(line)
     return recipe
@@ -183,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume is not None:
         given = [args.model, args.recipe, args.overrides, args.epochs, args.lr, args.batch_size, args.seed]
         given += [args.weights, args.freeze != "none", args.lr_mult, args.unfreeze_at is not None, args.strict_size]
+        given += [args.tensorboard]  # a recipe field: the run keeps the choice it started with
         if any(given):
             raise CnnlabError(
                 "--resume takes the model and recipe from the run directory; drop the others (--data may point "
@@ -194,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
         argv = _relaunch_argv(args)
         if not args.resume:
             # Checked here, before torchrun starts: a bad recipe or a taken --out is one line, not N tracebacks.
-            recipe = new_recipe(args, log=lambda s: None)
+            recipe = new_recipe(args, log=lambda s: None)  # (it also refuses tensorboard=true without the package)
             if args.out:
                 check_new_run_dir(Path(args.out))
             else:  # every process must agree on one run directory

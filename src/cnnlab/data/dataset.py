@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,6 +22,9 @@ from cnnlab.data import cache, shapes
 from cnnlab.data.sources import Raw, fingerprint
 from cnnlab.data.spec import Spec, parse_spec
 from cnnlab.errors import CnnlabError
+
+if TYPE_CHECKING:
+    from cnnlab.train.progress import Progress
 
 SPLITS = ("train", "val", "test")
 MAX_SIZE = 4096  # pixels; past this one image alone is 50 MB of cache and a resize chunk would not fit memory
@@ -70,10 +75,13 @@ class Dataset:
 # ---------------------------------------------------------------------------------------------- building
 
 
-def resize_uint8(x: np.ndarray, size: int, out: np.ndarray | None = None) -> np.ndarray:
+def resize_uint8(
+    x: np.ndarray, size: int, out: np.ndarray | None = None, progress: Callable[[int], None] | None = None
+) -> np.ndarray:
     """uint8 (N, C, H, W) -> (N, C, size, size): shorter side to `size` (antialiased bilinear), centre crop.
 
     `out`, when given (e.g. a memory-mapped cache file), is filled in place, so memory stays bounded.
+    `progress(k)` is called as each chunk of k images is written (CIFAR-10 to 224 px takes about a minute).
     """
     n, c, h, w = x.shape
     if (h, w) == (size, size) and out is None:
@@ -89,19 +97,36 @@ def resize_uint8(x: np.ndarray, size: int, out: np.ndarray | None = None) -> np.
             t = F.interpolate(t, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
             t = t[..., top : top + size, left : left + size]
         out[s : s + chunk] = t.round_().clamp_(0, 255).to(torch.uint8).numpy()
+        if progress is not None:
+            progress(len(t))
     return out
 
 
-def _write_raw(raw: Raw, size: int | None, tmp: Path, source: str) -> None:
+def _build_bar(images: int, label: str, size: int | None) -> Progress:
+    """A bar over a cache build's slow loop (decoding, resizing, drawing images): on a terminal only, and only
+    once the build has taken a second, so a log, a quick build and a cache hit print nothing."""
+    from cnnlab.train.progress import Progress
+
+    desc = f"caching {label}" + (f" at {size}px" if size else "")
+    return Progress(images, desc, enabled=images > 0, summary=False, delay=1.0)
+
+
+def _counter(bar: Progress) -> Callable[[int], None]:
+    """The `progress(k)` callback of the loops below: k images done."""
+    return lambda k: bar.update(k, steps=k)
+
+
+def _write_raw(raw: Raw, size: int | None, tmp: Path, source: str, label: str) -> None:
     dims = {s: (len(x), x.shape[1], size or x.shape[2], size or x.shape[3]) for s, (x, _) in raw.splits.items()}
     cache.check_space(tmp.parent, sum(int(np.prod(v)) for v in dims.values()), source)
-    for split, (x, y) in raw.splits.items():
-        if size is None:
-            np.save(tmp / f"{split}.x.npy", np.ascontiguousarray(x))
-        else:  # straight into the mapped file: a resized copy of MNIST at 224 px would be 3 GB of memory
-            out = cache.open_writer(tmp / f"{split}.x.npy", dims[split])
-            cache.finish(tmp / f"{split}.x.npy", resize_uint8(x, size, out=out))
-        np.save(tmp / f"{split}.y.npy", y.astype(np.int64))
+    with _build_bar(sum(v[0] for v in dims.values()) if size is not None else 0, label, size) as bar:
+        for split, (x, y) in raw.splits.items():
+            if size is None:
+                np.save(tmp / f"{split}.x.npy", np.ascontiguousarray(x))
+            else:  # straight into the mapped file: a resized copy of MNIST at 224 px would be 3 GB of memory
+                out = cache.open_writer(tmp / f"{split}.x.npy", dims[split])
+                cache.finish(tmp / f"{split}.x.npy", resize_uint8(x, size, out=out, progress=_counter(bar)))
+            np.save(tmp / f"{split}.y.npy", y.astype(np.int64))
     _write_meta(tmp, source, raw.classes, {s: len(y) for s, (_, y) in raw.splits.items()}, raw.skipped)
 
 
@@ -123,21 +148,23 @@ def _shapes_entry(spec: Spec, size: int | None, root: Path) -> Path:
         n_images = int(opts["train"]) + int(opts["test"])
         cache.check_space(root, shapes.image_bytes(n_images, res), str(Spec("shapes", None, opts)))
         counts = {}
-        for split in ("train", "test"):
-            n = int(opts[split])
-            x = cache.open_writer(tmp / f"{split}.x.npy", (n, 3, res, res))
-            _, y = shapes.generate(
-                n,
-                res,
-                split=split,
-                seed=int(opts["seed"]),
-                difficulty=float(opts["difficulty"]),
-                num_classes=int(opts["classes"]),
-                out=x,
-            )
-            cache.finish(tmp / f"{split}.x.npy", x)
-            np.save(tmp / f"{split}.y.npy", y)
-            counts[split] = n
+        with _build_bar(n_images, "shapes", res) as bar:
+            for split in ("train", "test"):
+                n = int(opts[split])
+                x = cache.open_writer(tmp / f"{split}.x.npy", (n, 3, res, res))
+                _, y = shapes.generate(
+                    n,
+                    res,
+                    split=split,
+                    seed=int(opts["seed"]),
+                    difficulty=float(opts["difficulty"]),
+                    num_classes=int(opts["classes"]),
+                    out=x,
+                    progress=_counter(bar),
+                )
+                cache.finish(tmp / f"{split}.x.npy", x)
+                np.save(tmp / f"{split}.y.npy", y)
+                counts[split] = n
         _write_meta(tmp, str(Spec("shapes", None, opts)), list(shapes.CLASSES[: int(opts["classes"])]), counts, [])
 
     return cache.build(root / name, writer)
@@ -155,7 +182,7 @@ def _file_entry(spec: Spec, size: int | None, root: Path) -> Path:
         files, read, version = cifar.files(spec.kind, path), lambda: cifar.read(spec.kind, path), cifar.VERSION
     parts = {"path": str(path), "size": size, "content": fingerprint(files), "reader": version}
     name = cache.entry_name(spec.kind, path.stem, size, parts)
-    return cache.build(root / name, lambda tmp: _write_raw(read(), size, tmp, str(spec)))
+    return cache.build(root / name, lambda tmp: _write_raw(read(), size, tmp, str(spec), path.stem))
 
 
 def _folder_entry(spec: Spec, size: int | None, root: Path) -> Path:
@@ -174,13 +201,14 @@ def _folder_entry(spec: Spec, size: int | None, root: Path) -> Path:
         cache.check_space(root, n_images * 3 * res * res, str(spec))
         skipped: list[tuple[str, str]] = []
         counts = {}
-        for split, items in listing.splits.items():
-            x = cache.open_writer(tmp / f"{split}.x.npy", (len(items), 3, res, res))
-            y, sk = folder.decode_into(items, res, x)
-            cache.finish(tmp / f"{split}.x.npy", x, len(y))
-            np.save(tmp / f"{split}.y.npy", y)
-            skipped += sk
-            counts[split] = len(y)
+        with _build_bar(n_images, path.name, res) as bar:
+            for split, items in listing.splits.items():
+                x = cache.open_writer(tmp / f"{split}.x.npy", (len(items), 3, res, res))
+                y, sk = folder.decode_into(items, res, x, progress=_counter(bar))
+                cache.finish(tmp / f"{split}.x.npy", x, len(y))
+                np.save(tmp / f"{split}.y.npy", y)
+                skipped += sk
+                counts[split] = len(y)
         empty = sorted({listing.classes[lab] for _, lab in listing.splits["train"]} - _labels_present(tmp, listing))
         if empty:
             raise CnnlabError(f"folder: class '{empty[0]}' has no readable images in {path}")

@@ -155,6 +155,7 @@ def run(
     """Run (or continue) every trial, then write report.md, the plots and results.json; None if stopped."""
     from cnnlab.experiments import data, report
     from cnnlab.train.loop import train
+    from cnnlab.train.progress import Progress
 
     out = Path(out)
     arms = exp.arms(cfg)  # first: a config the arms refuse fails before any directory or data
@@ -178,30 +179,39 @@ def run(
     weight = {a.name: max(1, costs[a.name]["macs"]) * _train_images(cfg, a) for a in arms}  # for the ETA
     total = sum(weight[a.name] for _, a in plan)
     trials, done_w, spent = [], 0, 0.0
-    for k, (seed, arm) in enumerate(plan, 1):
-        run_dir = trial_dir(out, arm, seed)
-        eta = f", ETA {report.clock(spent / done_w * (total - done_w))}" if done_w and spent > 0 else ""
-        if not (run_dir / "summary.json").is_file():
-            log(f"trial {k}/{len(plan)}: {arm.label}, seed {seed}{eta}")
-            t = time.perf_counter()
-            weights = trial_dir(out, by_name[arm.weights_from], seed) if arm.weights_from else None
-            recipe = trial_recipe(cfg, arm, seed, data.arm_file(out, arm.data), weights)
-            resume = run_dir if (run_dir / "recipe.toml").is_file() else None
+    finished = [(trial_dir(out, arm, seed) / "summary.json").is_file() for seed, arm in plan]
+    left_w = sum(weight[a.name] for (_, a), f in zip(plan, finished, strict=True) if not f)  # for the bar's ETA
+    # A terminal gets a bar over the trials (ETA weighted like the log's); a log keeps only its own lines.
+    with Progress(len(plan), f"{exp.name} trials", start=sum(finished), summary=False) as bar:
+        log = bar.printer(log)  # lines (the trials' epoch lines too) print above the bar, not through it
+        for k, (seed, arm) in enumerate(plan, 1):
+            run_dir = trial_dir(out, arm, seed)
+            eta = f", ETA {report.clock(spent / done_w * (total - done_w))}" if done_w and spent > 0 else ""
+            if not (run_dir / "summary.json").is_file():
+                log(f"trial {k}/{len(plan)}: {arm.label}, seed {seed}{eta}")
+                t = time.perf_counter()
+                weights = trial_dir(out, by_name[arm.weights_from], seed) if arm.weights_from else None
+                recipe = trial_recipe(cfg, arm, seed, data.arm_file(out, arm.data), weights)
+                resume = run_dir if (run_dir / "recipe.toml").is_file() else None
 
-            def tlog(s: str, k: int = k) -> None:
-                log(f"  [{k}/{len(plan)}] {s}")
+                def tlog(s: str, k: int = k) -> None:
+                    log(f"  [{k}/{len(plan)}] {s}")
 
-            result = train(recipe, run_dir, resume=resume, device=device, log=tlog)
-            if result.status != "finished":
-                log(f"stopped in trial {k}/{len(plan)}; continue with: {command or 'the same command'}")
-                return None
-            spent += time.perf_counter() - t
-            done_w += weight[arm.name]
-            _add_trial_wall(out, run_dir.name, time.perf_counter() - t)
-            t0 = _add_wall(out, t0)
-        else:
-            log(f"trial {k}/{len(plan)}: {arm.label}, seed {seed}: finished before, read back")
-        trials.append({"arm": arm.name, "seed": seed, "run_dir": str(run_dir.relative_to(out)), **_read_trial(run_dir)})
+                result = train(recipe, run_dir, resume=resume, device=device, log=tlog)
+                if result.status != "finished":
+                    log(f"stopped in trial {k}/{len(plan)}; continue with: {command or 'the same command'}")
+                    return None
+                spent += time.perf_counter() - t
+                done_w += weight[arm.name]
+                _add_trial_wall(out, run_dir.name, time.perf_counter() - t)
+                t0 = _add_wall(out, t0)
+                left_w -= weight[arm.name]
+                bar.update(0, eta=spent / done_w * left_w if done_w else None, force=True)
+            else:
+                log(f"trial {k}/{len(plan)}: {arm.label}, seed {seed}: finished before, read back")
+            trials.append(
+                {"arm": arm.name, "seed": seed, "run_dir": str(run_dir.relative_to(out)), **_read_trial(run_dir)}
+            )
     results = collect(exp, cfg, arms, costs, trials, info)
     results["scale"] = scale
     if exp.evaluate is not None:  # measurements on the finished trials (e.g. test-time views, ensembles)

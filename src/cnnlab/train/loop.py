@@ -27,7 +27,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.precision.emulate import emulator_of
-from cnnlab.train import ddp, signals
+from cnnlab.train import ddp, signals, tensorboard
 from cnnlab.train.checkpoint import CheckpointDir
 from cnnlab.train.data_adapter import DataBundle, data_path_missing, open_data, resolve_data_spec
 from cnnlab.train.evaluate import evaluate_loader
@@ -85,6 +85,8 @@ def train(
     the optimizer's groups (each may carry an `lr_mult`); `train_mode(model)` replaces `model.train()`. Returns
     when the run finishes or stops on SIGTERM/SIGINT (after saving a checkpoint at the step boundary).
     """
+    if recipe.tensorboard:
+        tensorboard.require()  # before the run directory is claimed: a missing package is one line, no run made
     d = ddp.setup(device)
     hooks = {"param_groups": param_groups, "train_mode": train_mode}
     if resume is not None:
@@ -165,6 +167,7 @@ class _Run:
     set_train_mode: Callable[[nn.Module], None]
     epoch_start: Callable[[nn.Module, int], None]
     wrapper: _Wrapper
+    tb: tensorboard.TensorBoardLog | None = None  # recipe.tensorboard: event files in RUN_DIR/tensorboard
 
     @property
     def dev(self) -> torch.device:
@@ -185,13 +188,22 @@ def _train(
     hooks: dict[str, Any],
 ) -> Result:
     r, s = _setup(recipe, run, resuming, model, d, log, hooks)
-    status, sig = _fit(r, s)
-    if d.is_main and r.recipe.plots:
-        plot_curves(run, s.history, title=f"{r.meta['model']} on {r.data.spec}")
-    if status == "interrupted":
-        return Result(run, status, signal=sig)
-    summary = _finish(run, r.recipe, r.data, s.model, s.ema, r.ckpts, s.history, s.train_seconds, d, log)
-    return Result(run, status, summary)
+    r.tb = tensorboard.open_log(r.recipe, run, r.data, d, s.step)
+    try:
+        status, sig = _fit(r, s)
+        if r.tb is not None:
+            r.tb.flush()  # a stopped epoch's steps (every rank gets here: the flush averages over them)
+        if d.is_main and r.recipe.plots:
+            plot_curves(run, s.history, title=f"{r.meta['model']} on {r.data.spec}")
+        if status == "interrupted":
+            return Result(run, status, signal=sig)
+        summary = _finish(run, r.recipe, r.data, s.model, s.ema, r.ckpts, s.history, s.train_seconds, d, log)
+        if r.tb is not None:
+            r.tb.confusion(run, r.data, r.recipe, s.model, s.step)
+        return Result(run, status, summary)
+    finally:
+        if r.tb is not None:
+            r.tb.close()
 
 
 def _run_recipe(recipe: Recipe, run: Path, resuming: bool) -> tuple[Recipe, dict[str, Any] | None]:
@@ -375,7 +387,7 @@ def _step(
 ) -> bool:
     """One optimizer step (skipped when the loss or gradients are not finite); True when the run must stop."""
     recipe = r.recipe
-    s.schedule.apply(s.optimizer, s.step)
+    lr = s.schedule.apply(s.optimizer, s.step)
     with autocast(recipe.precision, r.dev):
         out = train_model(x)
     loss, logits = loss_fn(out, y, recipe)
@@ -391,6 +403,8 @@ def _step(
         s.nonfinite_run = 0
         _update(r, s, loss)
         meter.add(loss, logits, y)
+        if r.tb is not None:
+            r.tb.step(s.step + 1, loss, lr)
     s.step += 1
     s.step_in_epoch += 1
     return stop_now
@@ -450,6 +464,8 @@ def _epoch_end(r: _Run, s: TrainState, bar: Progress, run_elapsed: float, run_st
     row["seconds"] = round(s.train_seconds, 3)
     row["img_per_s"] = round(rate, 1)
     s.history.append(row)
+    if r.tb is not None:
+        r.tb.epoch(row)
     s.schedule.epoch_end(row["val_acc"])
     metric = row["val_acc"] if row["val_acc"] is not None else row["train_acc"]
     improved = metric > s.best_acc

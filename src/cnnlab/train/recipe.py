@@ -104,6 +104,7 @@ class Recipe:
     train_eval_images: int = 0
     progress: bool = True
     plots: bool = True  # curves.png at the end of the run
+    tensorboard: bool = False  # TensorBoard event files in RUN_DIR/tensorboard (cnnlab.train.tensorboard)
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> CnnlabError:

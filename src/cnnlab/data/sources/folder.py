@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,11 +162,16 @@ def choose_size(listing: Listing, sample: int = 256) -> int:
 
 
 def decode_into(
-    items: list[tuple[Path, int]], size: int, out: np.ndarray, workers: int | None = None
+    items: list[tuple[Path, int]],
+    size: int,
+    out: np.ndarray,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """Decode `items` into `out` ((N, 3, size, size), e.g. a memmap) in order, skipping failures.
 
     Returns the labels of the images kept (packed at the front of `out`) and the skipped (path, reason).
+    `progress(1)` is called after each file, kept or skipped.
     """
     workers = workers or min(8, os.cpu_count() or 1)
     labels, skipped = [], []
@@ -180,6 +186,8 @@ def decode_into(
     # PIL releases the GIL while decoding, so threads scale without pickling images between processes.
     with ThreadPoolExecutor(workers) as pool:
         for (path, label), res in zip(items, pool.map(work, items, chunksize=16)):
+            if progress is not None:
+                progress(1)
             if isinstance(res, BaseException):
                 skipped.append((str(path), skip_reason(res)))
                 continue
