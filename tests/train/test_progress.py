@@ -177,3 +177,13 @@ def test_a_bar_left_open_does_not_push_the_next_one_down(clock):
     bar.update(1, force=True)
     bar.close()
     assert "\x1b[A" not in second.getvalue() and second.getvalue().count("\n") == 1, repr(second.getvalue())
+
+
+@pytest.mark.parametrize("stream", [Tty, io.StringIO])
+def test_closing_twice_ends_the_line_once(clock, stream):
+    out = stream()
+    with Progress(2, "export lenet5", stream=out) as bar:  # `with` for errors, an explicit close with the figures
+        bar.update(8, force=True)
+        bar.update(8, force=True)
+        bar.close(0.5, 0.75)
+    assert out.getvalue().count("\n") == 1 and out.getvalue().count("loss 0.5000") == 1, repr(out.getvalue())

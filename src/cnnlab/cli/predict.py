@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-HELP = "classify image files with a trained checkpoint (top-k class names)"
+HELP = "classify image files with a trained checkpoint or a `cnnlab export` ONNX file (top-k class names)"
 EPILOG = (
     "An unreadable image (missing, not an image, truncated, a decompression bomb) is reported on one line on "
     "stderr and skipped; the other images are still classified and the exit code is then 2."
@@ -20,7 +20,11 @@ EPILOG = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EPILOG
-    p.add_argument("checkpoint", help="a run directory (its best checkpoint) or a .safetensors checkpoint")
+    p.add_argument(
+        "checkpoint",
+        help="a run directory (its best checkpoint), a .safetensors checkpoint, or a .onnx file from cnnlab export "
+        "(run by onnxruntime, preprocessed as its metadata says)",
+    )
     p.add_argument("images", nargs="+", help="image files (png, jpg, ...); unreadable ones are skipped, exit code 2")
     p.add_argument("-k", "--topk", type=int, default=5, help="how many classes to print (default 5)")
     p.add_argument("--tta", default="none", help="none, flip, 10crop or multiscale")
@@ -87,11 +91,19 @@ def run(args: argparse.Namespace) -> int:
     check_tta(args.tta)
     if args.topk < 1:
         raise CnnlabError(f"--topk must be at least 1, got {args.topk}")
-    ck = load_checkpoint(args.checkpoint)
-    meta = ck.meta
+    if Path(args.checkpoint).suffix.lower() == ".onnx":
+        from cnnlab.export.runtime import load_onnx
+
+        onnx_model = load_onnx(args.checkpoint)  # an nn.Module over onnxruntime: the same path from here on
+        model, meta = onnx_model.module, onnx_model.meta
+        if meta["height"] != meta["width"]:
+            raise CnnlabError(f"{args.checkpoint}: takes {meta['height']}x{meta['width']} input; predict crops squares")
+    else:
+        ck = load_checkpoint(args.checkpoint)
+        model, meta = ck.model, ck.meta
     paths, tensors = _load_images(args.images, int(meta["in_chans"]), int(meta["image_size"]))
     x = torch.cat(tensors)
-    prob = predict_proba(ck.model, normalize(x, meta["mean"], meta["std"]), args.tta, name=meta["model"])
+    prob = predict_proba(model, normalize(x, meta["mean"], meta["std"]), args.tta, name=meta["model"])
     classes = meta.get("classes") or [str(i) for i in range(prob.shape[1])]
     k = min(args.topk, prob.shape[1])
     for path, p in zip(paths, prob):

@@ -187,20 +187,20 @@ class Progress:
         """
         now = time.perf_counter()
         rate = self.images / max(now - self.t0, 1e-9)
-        if not self.enabled:
+        if not self.enabled or self.closed:  # closed twice (`with` around an explicit close): one line, not two
             return rate
         if self.tty:
             if self.bar is None and not clear and now - self.t0 >= self.delay:
                 self._draw_tty(now, loss, acc)  # a bar closed before its first redraw still shows its result
-            if self.bar is not None and not self.closed:
+            if self.bar is not None:
                 if clear:
                     self.bar.leave = False  # tqdm then erases the bar instead of leaving it and a newline
                 else:
                     self.bar.n = self.n
                     self.bar.set_postfix_str("  ".join(self._stats(now, loss, acc)), refresh=False)
                 self.bar.close()
-            self.closed = True
         elif not clear and self.summary:
             self.stream.write(self._line(now, loss, acc) + "\n")
             self.stream.flush()
+        self.closed = True
         return rate

@@ -1,0 +1,255 @@
+"""A model as a self-describing ONNX file, checked against PyTorch by onnxruntime before it is written.
+
+The file's input is the normalized float batch the PyTorch model takes, (N, C, H, W) named `input`; its output is
+the logits (N, classes) named `logits`. How to get from an image to `input` (mean, std, size, channels) and what
+the outputs mean (class names) are in the model's `metadata_props` under `cnnlab.*` keys (META_KEYS), so the file
+alone is enough to classify an image (`cnnlab predict FILE.onnx IMAGE`).
+
+Exporter: torch's dynamo exporter (torch.export + onnxscript's torchlib) first, the TorchScript exporter second.
+dynamo is the one torch maintains (TorchScript export is deprecated since torch 2.9); on torch 2.14 it exports
+every zoo model within the tolerance, and where both were tried on the zoo the two files agreed with PyTorch
+equally well (dynamo's tracing is slower: ~3 s for a CIFAR ResNet, ~30 s for a DenseNet). The TorchScript
+exporter is the fallback for the opsets below torchlib's (dynamo reaches them only through onnx's version
+converter, which torch warns "may not be successful" and then keeps opset 18: a file of another opset than asked)
+and for a model dynamo cannot trace. The first exporter whose file passes the onnxruntime check wins; the
+metadata (`cnnlab.exporter`) and the summary line say which one it was.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+
+INSTALL = "pip install 'cnnlab[interop]'"
+INPUT, OUTPUT = "input", "logits"
+EXPORTERS = ("dynamo", "torchscript")
+# The check: max |onnx - torch| over the logits <= RTOL * max(1, max |logit|); float32 kernels that sum in a
+# different order (onnxruntime's fused conv + bn, its GEMMs) differ by a few ulps of the largest logit.
+RTOL = 1e-4
+META_KEYS = ("model", "version", "input_size", "mean", "std", "classes", "weights", "exporter", "dynamic_batch")
+JSON_KEYS = ("input_size", "mean", "std", "classes", "dynamic_batch")  # the rest are plain strings
+
+
+class ExportFailed(Exception):
+    """The exporters could not write a file that matches PyTorch: not bad input (exit 1, not 2)."""
+
+
+def require(dynamo: bool = True) -> None:
+    """One line naming the extra to install when onnx, onnxruntime (or onnxscript, dynamo's backend) is missing."""
+    for module in ("onnx", "onnxruntime", *(("onnxscript",) if dynamo else ())):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise CnnlabError(f"ONNX needs {module}, which is not installed: {INSTALL}") from None
+
+
+def opset_range() -> tuple[int, int]:
+    """The opsets the installed torch.onnx writes (torch.onnx's own constants: 7..23 for torch 2.14)."""
+    from torch.onnx import _constants as c
+
+    return c.ONNX_MIN_OPSET, c.ONNX_MAX_OPSET
+
+
+def default_opset() -> int:
+    from torch.onnx import _constants as c
+
+    return c.ONNX_DEFAULT_OPSET
+
+
+def exporters_for(opset: int) -> list[str]:
+    """The exporters to try, in order, for an opset; CnnlabError when none writes it."""
+    from torch.onnx import _constants as c
+
+    try:  # the opset torchlib is written in; below it, dynamo converts down (see the module docstring)
+        from torch.onnx._internal.exporter._constants import TORCHLIB_OPSET
+    except ImportError:  # an older torch: dynamo's torchlib has been at 18 since it appeared
+        TORCHLIB_OPSET = 18
+    lo, hi = opset_range()
+    if not lo <= opset <= hi:
+        raise CnnlabError(f"--opset {opset} is not supported by torch {torch.__version__}'s exporter: use {lo}..{hi}")
+    order = ["dynamo"] if opset >= TORCHLIB_OPSET else []
+    return order + (["torchscript"] if opset <= c.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET else [])
+
+
+@dataclass(frozen=True)
+class Exportable:
+    """A model in eval mode and what a user of its ONNX file needs to know to feed it."""
+
+    model: nn.Module
+    name: str
+    input_size: tuple[int, int, int]  # C, H, W
+    mean: list[float]
+    std: list[float]
+    classes: list[str]
+    weights: str  # where the weights came from: a checkpoint path, or "random init"
+
+
+@dataclass
+class Exported:
+    data: bytes  # the serialized ModelProto, metadata included
+    exporter: str
+    opset: int
+    max_diff: float  # max |onnx - torch| over every checked logit
+    tolerance: float  # RTOL * max(1, max |logit|) of the input where diff/tolerance was largest
+    batches: tuple[int, ...]  # the batch sizes checked
+    notes: list[str] = field(default_factory=list)  # why an earlier exporter was passed over
+
+
+def one_line(e: BaseException) -> str:
+    """An exporter's error (often pages of graph dumps) as its first meaningful line."""
+    for line in str(e).splitlines():
+        line = line.strip().lstrip("#").strip()
+        if line:
+            return f"{type(e).__name__}: {line}"[:300]
+    return type(e).__name__
+
+
+def _dynamo(model: nn.Module, x: torch.Tensor, opset: int, dynamic: bool):  # noqa: ANN202 - onnx.ModelProto
+    kw = {"dynamic_shapes": ({0: torch.export.Dim("batch", min=1)},)} if dynamic else {}
+    program = torch.onnx.export(
+        model, (x,), dynamo=True, opset_version=opset, input_names=[INPUT], output_names=[OUTPUT],
+        external_data=False, verbose=False, **kw,
+    )  # fmt: skip
+    return program.model_proto
+
+
+def _torchscript(model: nn.Module, x: torch.Tensor, opset: int, dynamic: bool):  # noqa: ANN202 - onnx.ModelProto
+    import onnx
+
+    buf = io.BytesIO()
+    axes = {INPUT: {0: "batch"}, OUTPUT: {0: "batch"}} if dynamic else None
+    with warnings.catch_warnings():
+        # Its DeprecationWarning (chosen knowingly, as the fallback) and TracerWarnings (the input-size check
+        # becomes a constant, right for a file of one input size): the onnxruntime check judges the result.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (x,), buf, dynamo=False, opset_version=opset, input_names=[INPUT], output_names=[OUTPUT],
+            dynamic_axes=axes,
+        )  # fmt: skip
+    return onnx.load_model_from_string(buf.getvalue())
+
+
+def metadata(src: Exportable, exporter: str, dynamic: bool) -> dict[str, str]:
+    """The `cnnlab.*` metadata_props: strings as they are, lists as JSON (class names survive any character)."""
+    import cnnlab
+
+    values = {
+        "model": src.name,
+        "version": cnnlab.__version__,
+        "input_size": list(src.input_size),
+        "mean": [float(v) for v in src.mean],
+        "std": [float(v) for v in src.std],
+        "classes": list(src.classes),
+        "weights": src.weights,
+        "exporter": f"{exporter} (torch {torch.__version__})",
+        "dynamic_batch": dynamic,
+    }
+    out = {f"cnnlab.{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+    out["cnnlab.preprocess"] = (
+        "8-bit RGB (L when input_size[0] == 1), shorter side resized to input_size[1] (bilinear), centre crop, "
+        "x / 255, then (x - mean) / std per channel, as NCHW float32"
+    )
+    return out
+
+
+def _with_metadata(proto, props: dict[str, str]) -> bytes:  # noqa: ANN001 - onnx.ModelProto
+    keep = [(p.key, p.value) for p in proto.metadata_props if p.key not in props]
+    del proto.metadata_props[:]
+    for k, v in [*keep, *props.items()]:
+        proto.metadata_props.add(key=k, value=v)
+    return proto.SerializeToString()
+
+
+@torch.no_grad()
+def check(data: bytes, model: nn.Module, inputs: list[torch.Tensor]) -> tuple[float, float, bool]:
+    """(max |onnx - torch|, the tolerance of the worst input, whether every input is within its tolerance)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    worst, worst_tol, ok, worst_ratio = 0.0, RTOL, True, -1.0
+    for x in inputs:
+        ref = model(x).float()
+        got = torch.from_numpy(np.asarray(sess.run([OUTPUT], {INPUT: x.numpy()})[0]))
+        if got.shape != ref.shape:
+            raise ExportFailed(f"onnxruntime gave logits of shape {tuple(got.shape)}, torch {tuple(ref.shape)}")
+        diff = float((got - ref).abs().max())
+        tol = RTOL * max(1.0, float(ref.abs().max()))
+        if not diff <= tol:  # NaN fails too
+            ok = False
+        if diff / tol > worst_ratio or diff != diff:
+            worst_ratio, worst_tol = diff / tol, tol
+        worst = max(worst, diff) if diff == diff else float("nan")
+    return worst, worst_tol, ok
+
+
+def export_onnx(
+    src: Exportable,
+    opset: int | None = None,
+    dynamic: bool = False,
+    seed: int = 0,
+    exporters: tuple[str, ...] | None = None,
+) -> Exported:
+    """The model as ONNX bytes that onnxruntime runs to PyTorch's logits on random inputs (ExportFailed if no
+    exporter manages it; CnnlabError for bad input). With `dynamic`, the batch dimension is free and inputs of
+    other batch sizes are checked too. `exporters` narrows the order tried (a comparison of the two)."""
+    opset = default_opset() if opset is None else opset
+    order = [e for e in exporters_for(opset) if exporters is None or e in exporters]
+    if not order:
+        raise CnnlabError(f"none of the exporters {', '.join(exporters or ())} writes opset {opset}")
+    require(dynamo="dynamo" in order)
+    model = src.model.eval()
+    c, h, w = src.input_size
+    g = torch.Generator().manual_seed(seed)
+    # dynamo specializes a batch dimension traced at size 1, so a free batch is traced at 2; 1 and 5 are checked.
+    batches = (2, 1, 5) if dynamic else (1, 1, 1)
+    inputs = [torch.randn(b, c, h, w, generator=g) for b in batches]
+    try:
+        with torch.no_grad():
+            out = model(inputs[0])
+    except (RuntimeError, ValueError) as e:
+        raise CnnlabError(f"{src.name} cannot take a {c}x{h}x{w} input: {str(e).splitlines()[0]}") from None
+    if not isinstance(out, torch.Tensor):
+        raise ExportFailed(f"{src.name}: the eval-mode forward returns {type(out).__name__}, not a logits tensor")
+    if not bool(torch.isfinite(out).all()):  # nothing to check a file against (resnet1202 at random init overflows)
+        raise ExportFailed(f"{src.name}: PyTorch's own logits are NaN or infinite on a random input ({src.weights})")
+    notes: list[str] = []
+    for exporter in order:
+        fn = _dynamo if exporter == "dynamo" else _torchscript
+        try:
+            proto = fn(model, inputs[0], opset, dynamic)
+            data = _with_metadata(proto, metadata(src, exporter, dynamic))
+        except Exception as e:  # noqa: BLE001 - exporters raise anything from torch.export, onnxscript, jit
+            notes.append(f"{exporter}: {one_line(e)}")
+            continue
+        try:
+            diff, tol, ok = check(data, model, inputs)
+        except ExportFailed as e:
+            notes.append(f"{exporter}: {e}")
+            continue
+        except Exception as e:  # noqa: BLE001 - onnxruntime refusing the file (an op or opset it lacks)
+            notes.append(f"{exporter}: onnxruntime cannot run the file ({one_line(e)})")
+            continue
+        if ok:
+            return Exported(data, exporter, opset, diff, tol, batches, notes)
+        notes.append(f"{exporter}: max abs diff {diff:.2e} vs PyTorch exceeds the tolerance {tol:.2e}")
+    raise ExportFailed(f"{src.name} did not export to ONNX opset {opset}: " + "; ".join(notes))
+
+
+def write(path: str | Path, exported: Exported) -> Path:
+    """The file, atomically: a kill leaves the old file or the new one."""
+    from cnnlab.fileio import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(exported.data)
+    return path
