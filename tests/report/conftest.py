@@ -3,7 +3,6 @@ copy of a committed experiment directory (docs/reproduce/half)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -11,24 +10,13 @@ import pytest
 
 from cnnlab.cli import main
 from tests.conftest import REPO, SHARED
+from tests.train.conftest import _data_cache  # noqa: F401  (autouse: a private dataset cache)
 
 DIGITS = SHARED / "data" / "digits8x8.npz"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _data_cache(tmp_path_factory):
-    """A private dataset cache, so that the run's uint8 cache does not land in the user's."""
-    old = os.environ.get("CNNLAB_CACHE")
-    os.environ["CNNLAB_CACHE"] = str(tmp_path_factory.mktemp("cnnlab-cache"))
-    yield
-    if old is None:
-        os.environ.pop("CNNLAB_CACHE", None)
-    else:
-        os.environ["CNNLAB_CACHE"] = old
-
-
 @pytest.fixture(scope="session")
-def trained_run(tmp_path_factory, _data_cache) -> Path:
+def trained_run(tmp_path_factory, _data_cache) -> Path:  # noqa: F811  (the imported fixture)
     """lenet5 trained 1 epoch on the 8x8 digits (a user's clone without ../shared: the embedded shapes)."""
     data = f"npz:{DIGITS}" if DIGITS.is_file() else "shapes:train=288,test=64,classes=4"
     run = tmp_path_factory.mktemp("report") / "run"

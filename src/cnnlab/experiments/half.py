@@ -55,10 +55,6 @@ def _arms(cfg: Config) -> list[Arm]:
             for name, label, table in ARMS]  # fmt: skip
 
 
-def evaluate(cfg: Config, r: dict[str, Any], out: Path, device: str, log: Any) -> dict[str, Any]:
-    return lab.add_counters(r, out)
-
-
 def judge(cfg: Config, r: dict[str, Any]) -> list[dict[str, Any]]:
     p = published("half")
     return [
@@ -91,6 +87,6 @@ EXPERIMENT = Experiment(
     paper={**PAPER, "epochs": 60},
     arms=_arms,
     judge=judge,
-    evaluate=evaluate,
+    evaluate=lab.evaluate,
     report=report,
 )

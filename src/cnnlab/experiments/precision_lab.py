@@ -120,6 +120,11 @@ def add_counters(r: dict[str, Any], out: Path) -> dict[str, Any]:
     return {"counters": "summed over each trial's epochs (metrics.csv); shares of the nonzero elements"}
 
 
+def evaluate(cfg: Any, r: dict[str, Any], out: Path, device: str, log: Any) -> dict[str, Any]:
+    """The `evaluate` hook of an experiment whose only extra measurement is the counters."""
+    return add_counters(r, out)
+
+
 def _cell(values: list[float], pct: bool = True) -> str:
     s = stats.mean_std(values)
     if not pct:  # a count: its mean, whole

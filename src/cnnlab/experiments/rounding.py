@@ -79,10 +79,6 @@ def _arms(cfg: Config) -> list[Arm]:
     return arms
 
 
-def evaluate(cfg: Config, r: dict[str, Any], out: Path, device: str, log: Any) -> dict[str, Any]:
-    return lab.add_counters(r, out)
-
-
 def judge(cfg: Config, r: dict[str, Any]) -> list[dict[str, Any]]:
     p, m = published("rounding"), 100 * cfg.margin
     claims = []
@@ -142,6 +138,6 @@ EXPERIMENT = Experiment(
     judge=judge,
     needs_channels=3,  # `data` is CIFAR-10; MNIST comes through `mnist`
     datasets=lab.mnist_dataset,
-    evaluate=evaluate,
+    evaluate=lab.evaluate,
     report=report,
 )
