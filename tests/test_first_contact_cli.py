@@ -399,3 +399,46 @@ def test_a_path_that_cannot_be_used_is_one_line(monkeypatch, capsys):
         assert main(["models"]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "Traceback" not in err and str(exc.strerror) in err, err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "lenet5"], ["eval", "RUN"], ["features", "RUN", "--out", "f.npz"], ["reproduce", "half"],
+        ["conv", "bench"], ["models"], ["data", "info", "shapes"], ["data", "show", "shapes", "--out", "g.png"],
+    ],
+)  # fmt: skip
+def test_every_command_that_draws_a_bar_takes_no_progress(argv):
+    from cnnlab.cli import build_parser
+
+    assert build_parser().parse_args([*argv, "--no-progress"]).no_progress
+
+
+def test_no_progress_also_silences_the_cache_builds_bar(monkeypatch, tmp_path, capsys):
+    """The bar over a cache build is drawn by the data code, which no flag reaches: --no-progress still stops it."""
+    from cnnlab.train import progress
+
+    bars: list[progress.Progress] = []
+    init = progress.Progress.__init__
+
+    def spy(self, *args, **kwargs):  # noqa: ANN001, ANN202
+        init(self, *args, **kwargs)
+        bars.append(self)
+
+    monkeypatch.setattr(progress.Progress, "__init__", spy)
+    for k, flags in enumerate(([], ["--no-progress"])):
+        bars.clear()
+        argv = [
+            "data",
+            "info",
+            "shapes:train=64,test=32,size=32",
+            "--size",
+            "40",
+            "--cache-dir",
+            str(tmp_path / str(k)),
+        ]
+        assert main([*argv, *flags]) == 0
+        caching = [b for b in bars if b.desc.startswith("caching")]
+        assert caching and all(b.enabled is not bool(flags) for b in caching), [(b.desc, b.enabled) for b in bars]
+    assert not progress._SILENCED  # the next command in this process is not silenced by this one
+    capsys.readouterr()

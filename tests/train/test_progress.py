@@ -187,3 +187,41 @@ def test_closing_twice_ends_the_line_once(clock, stream):
         bar.update(8, force=True)
         bar.close(0.5, 0.75)
     assert out.getvalue().count("\n") == 1 and out.getvalue().count("loss 0.5000") == 1, repr(out.getvalue())
+
+
+@pytest.mark.parametrize("stream", [Tty, io.StringIO])
+def test_silence_turns_off_every_bar_even_one_asked_for(clock, stream):
+    out = stream()
+    progress.silence()
+    try:
+        bar = Progress(3, "caching cifar10 at 224px", stream=out, summary=False, delay=1.0)  # a library's own bar
+        for _ in range(3):
+            bar.update(10, force=True)
+        bar.close()
+    finally:
+        progress.silence(False)
+    assert out.getvalue() == "" and not bar.tty
+    assert Progress(3, "epoch 1/1", stream=Tty()).tty  # and back on
+
+
+def test_due_says_when_update_redraws_and_none_keeps_the_last_figures(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: now[0])
+    out = Tty()
+    bar = Progress(100, "epoch 1/1", stream=out)
+    assert not Progress(100, "epoch 1/1", stream=io.StringIO()).due()  # a log never redraws
+    reads = 0
+    for step in range(100):
+        now[0] += 0.05  # 20 steps a second: a redraw is due every 5th step, and at the last
+        if bar.due():
+            reads += 1
+            bar.update(1, loss=1.0 + step, acc=0.5)
+        else:
+            before = out.getvalue()
+            bar.update(1)  # no figures read: no redraw either
+            assert out.getvalue() == before
+    assert 15 <= reads <= 22, reads  # the means were read ~20 times (float steps: some take 6), not 100
+    last = out.getvalue().split("\r")[-1]
+    assert "100/100" in last and "loss 100.0000" in last and "acc 50.0%" in last, last
+    bar.close()  # no figures given: the last ones stay on the line
+    assert "loss 100.0000" in out.getvalue().split("\r")[-1]

@@ -207,6 +207,9 @@ def _main(argv: Sequence[str] | None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    from cnnlab.train.progress import silence
+
+    silence(getattr(args, "no_progress", False))  # every bar of the command, the ones library code draws included
     try:
         with one_line_warnings(args.command):
             return int(args._run(args) or 0)
@@ -220,3 +223,5 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("cnnlab: interrupted\n")
         return 130
+    finally:
+        silence(False)  # main() called again in this process (tests, notebooks) starts with bars on

@@ -23,6 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="glibc: reuse freed memory instead of page-faulting fresh buffers in every call (Linux)",
     )
+    bench.add_argument("--no-progress", action="store_true", help="no progress bar (on stderr)")
     bench.add_argument("--out", default=None, help="CSV of every timed row")
     bench.add_argument("--plot", default=None, help="PNG of which algorithm wins where")
 

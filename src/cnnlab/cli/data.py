@@ -20,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         q.add_argument("--strict", action="store_true", help="fail on unreadable files instead of skipping them")
         q.add_argument("--val-fraction", type=float, default=0.1, help="share of training data carved to val")
         q.add_argument("--val-seed", type=int, default=0)
+        q.add_argument("--no-progress", action="store_true", help="no progress bar while a cache is built")
     show.add_argument("--out", required=True, help="output PNG path")
     show.add_argument("--split", default="train", choices=("train", "val", "test"))
     show.add_argument("-n", "--num", type=int, default=40, help="number of images (default 40)")

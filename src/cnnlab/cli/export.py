@@ -16,8 +16,9 @@ HELP = "write a model as an ONNX file (self-describing metadata), checked agains
 EPILOG = (
     "The ONNX input is the normalized float batch (N, C, H, W); the file's metadata_props (cnnlab.mean, "
     "cnnlab.std, cnnlab.input_size, cnnlab.classes, ...) say how to make it from an image, and `cnnlab predict "
-    "OUT.onnx IMAGE` reads them. A zoo MODEL is exported with random weights and mean 0, std 1 (no training "
-    "data to take them from). Exit code 1: the exported file did not match PyTorch (nothing is written)."
+    "OUT.onnx IMAGE` reads them. A zoo MODEL is exported with random weights, BatchNorm statistics of one batch "
+    "of N(0,1) noise (so the check compares logits that are not ~0), and mean 0, std 1 (no training data to "
+    "take them from). Exit code 1: the exported file did not match PyTorch (nothing is written)."
 )
 
 
@@ -55,7 +56,7 @@ def load_source(source: str, input_size: str | None):  # noqa: ANN201 - cnnlab.e
     import torch
 
     import cnnlab
-    from cnnlab.export import Exportable
+    from cnnlab.export import RANDOM_WEIGHTS, Exportable, batchnorm_from_noise
 
     if _looks_like_path(source):
         from cnnlab.train.evaluate import load_checkpoint
@@ -70,9 +71,10 @@ def load_source(source: str, input_size: str | None):  # noqa: ANN201 - cnnlab.e
     size = _input_size(input_size, tuple(info.input_size))
     torch.manual_seed(0)  # random init, but the same file on every run
     model = cnnlab.create_model(source)
+    batchnorm_from_noise(model, size)  # so that the onnxruntime check compares logits that are not ~0
     c, n = size[0], int(model.num_classes)
     # No training data, so no normalization to record: mean 0, std 1 feeds the model x / 255.
-    return Exportable(model, source, size, [0.0] * c, [1.0] * c, [str(i) for i in range(n)], "random init")
+    return Exportable(model, source, size, [0.0] * c, [1.0] * c, [str(i) for i in range(n)], RANDOM_WEIGHTS)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ HELP = "list the model zoo (name, family, params, MACs at the default input, def
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'resnet*'")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (on stderr)")
 
 
 def zoo_rows(pattern: str = "*", progress: bool = False) -> list[dict]:

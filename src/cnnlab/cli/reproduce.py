@@ -23,6 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     p.add_argument("--out", help="experiment directory (default runs/reproduce/NAME[-quick])")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (on stderr)")
     p.add_argument("--plan", action="store_true", help="print the trials and their cost (analyzer), run nothing")
 
 

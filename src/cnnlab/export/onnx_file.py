@@ -17,10 +17,14 @@ metadata (`cnnlab.exporter`) and the summary line say which one it was.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import json
+import os
+import sys
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,13 +108,70 @@ class Exported:
     notes: list[str] = field(default_factory=list)  # why an earlier exporter was passed over
 
 
+RANDOM_WEIGHTS = "random init, BatchNorm statistics of N(0,1) noise"
+
+
+@torch.no_grad()
+def batchnorm_from_noise(model: nn.Module, input_size: tuple[int, int, int], batch: int = 8, seed: int = 0) -> int:
+    """Every BatchNorm's running mean and variance set to its batch statistics on one batch of N(0,1) noise; the
+    model is left in eval mode. Returns how many BatchNorm layers there are.
+
+    Why: a random-init model's running statistics (mean 0, var 1) do not match its activations, so in eval mode
+    they shrink or grow layer by layer: EfficientNet-B0's logits are ~1e-14 and MobileNet-v1's ~1e-19 on a random
+    input, where any file, even an all-zero one, is within the check's tolerance; resnet1202's overflow to NaN.
+    With the statistics of one batch every zoo model's logits are between 1e-2 and 1e7, so the check compares
+    something. Only the other layers' modes are kept (eval): auxiliary heads and dropout do not run.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    model.eval()
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average: after one batch, exactly that batch's statistics
+        m.train()
+    g = torch.Generator().manual_seed(seed)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    model(torch.randn(batch, *input_size, generator=g).to(device))
+    for m, momentum in zip(bns, saved, strict=True):
+        m.momentum = momentum
+        m.eval()
+    return len(bns)
+
+
 def one_line(e: BaseException) -> str:
-    """An exporter's error (often pages of graph dumps) as its first meaningful line."""
+    """An exporter's error (often pages of graph dumps) as its first meaningful line, without the IR value it
+    names ("step!=1 is currently not supported  [Caused by the value '148 defined in (%148 : Float(...) ...")."""
     for line in str(e).splitlines():
-        line = line.strip().lstrip("#").strip()
+        line = line.split("[Caused by")[0].strip().lstrip("#").strip()
         if line:
             return f"{type(e).__name__}: {line}"[:300]
     return type(e).__name__
+
+
+@contextlib.contextmanager
+def _stdout_fd_silenced() -> Iterator[None]:
+    """File descriptor 1 to /dev/null for the block: C++ writes there, below sys.stdout.
+
+    Why: torch's TorchScript exporter prints its whole IR graph (hundreds of lines) to stdout when a symbolic fails,
+    even with verbose=False, because its setup_onnx_logging tests the function `_jit_is_onnx_log_enabled` rather
+    than its result (torch 2.14), so the log is always on. The failure itself still reaches the caller as the
+    exception.
+    """
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no fd 1 (a daemon): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _dynamo(model: nn.Module, x: torch.Tensor, opset: int, dynamic: bool):  # noqa: ANN202 - onnx.ModelProto
@@ -131,10 +192,11 @@ def _torchscript(model: nn.Module, x: torch.Tensor, opset: int, dynamic: bool): 
         # Its DeprecationWarning (chosen knowingly, as the fallback) and TracerWarnings (the input-size check
         # becomes a constant, right for a file of one input size): the onnxruntime check judges the result.
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model, (x,), buf, dynamo=False, opset_version=opset, input_names=[INPUT], output_names=[OUTPUT],
-            dynamic_axes=axes,
-        )  # fmt: skip
+        with _stdout_fd_silenced():
+            torch.onnx.export(
+                model, (x,), buf, dynamo=False, opset_version=opset, input_names=[INPUT], output_names=[OUTPUT],
+                dynamic_axes=axes,
+            )  # fmt: skip
     return onnx.load_model_from_string(buf.getvalue())
 
 
@@ -220,7 +282,7 @@ def export_onnx(
         raise CnnlabError(f"{src.name} cannot take a {c}x{h}x{w} input: {str(e).splitlines()[0]}") from None
     if not isinstance(out, torch.Tensor):
         raise ExportFailed(f"{src.name}: the eval-mode forward returns {type(out).__name__}, not a logits tensor")
-    if not bool(torch.isfinite(out).all()):  # nothing to check a file against (resnet1202 at random init overflows)
+    if not bool(torch.isfinite(out).all()):  # nothing to check a file against
         raise ExportFailed(f"{src.name}: PyTorch's own logits are NaN or infinite on a random input ({src.weights})")
     notes: list[str] = []
     for exporter in order:
@@ -242,7 +304,8 @@ def export_onnx(
         if ok:
             return Exported(data, exporter, opset, diff, tol, batches, notes)
         notes.append(f"{exporter}: max abs diff {diff:.2e} vs PyTorch exceeds the tolerance {tol:.2e}")
-    raise ExportFailed(f"{src.name} did not export to ONNX opset {opset}: " + "; ".join(notes))
+    hint = f" (the default opset {default_opset()} may work)" if opset < default_opset() else ""
+    raise ExportFailed(f"{src.name} did not export to ONNX opset {opset}: " + "; ".join(notes) + hint)
 
 
 def write(path: str | Path, exported: Exported) -> Path:

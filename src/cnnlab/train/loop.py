@@ -367,7 +367,7 @@ def _epoch(r: _Run, s: TrainState, stop: signals.StopRequest) -> tuple[bool, Pro
             break
         x, y = to_device(x, y, r.dev, r.channels_last)
         stop_now = _step(r, s, train_model, x, y, stop, meter)
-        bar.update(x.shape[0] * r.d.world_size, *(meter.means() if bar.tty else (None, None)))
+        bar.update(x.shape[0] * r.d.world_size, *(meter.means() if bar.due() else (None, None)))
         if stop_now:
             s.train_seconds += time.perf_counter() - t_epoch
             s.accum = meter.flush(s.accum)

@@ -18,6 +18,14 @@ from typing import Any, TextIO
 # img/s). tqdm puts ", " before a non-empty postfix.
 _BAR_FORMAT = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}{postfix}"
 _REDRAW_S = 0.25  # at most four redraws a second: a tight loop must not spend its time drawing
+_SILENCED = False  # set by silence(): no bar and no summary line in this process
+
+
+def silence(on: bool = True) -> None:
+    """No progress output anywhere in this process (`--no-progress`), also from the bars that library code draws
+    for itself and no flag reaches: a cache build inside `cnnlab train`, the experiment runner's trials."""
+    global _SILENCED
+    _SILENCED = on
 
 
 def fmt_seconds(s: float) -> str:
@@ -57,7 +65,7 @@ class Progress:
         whose callers already log it (the experiment runner's trials, a cache build), so logs gain no lines.
         `delay`: seconds before a terminal bar first appears; work that ends sooner leaves no trace at all.
         """
-        self.total, self.desc, self.enabled = total, desc, enabled
+        self.total, self.desc, self.enabled = total, desc, enabled and not _SILENCED
         self.start, self.later = start, later
         self.stream = stream or sys.stderr
         self.tty = self.enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
@@ -70,6 +78,8 @@ class Progress:
         self.eta: float | None = None  # the caller's own estimate (update's `eta`), else this bar's pace
         self.bar: Any = None  # the tqdm bar: made now, or at the first draw after `delay`
         self.closed = False
+        self.loss: float | None = None  # the last figures update() was given
+        self.acc: float | None = None
         if self.tty and delay <= 0:
             self._make_bar("")  # at once, before the first step (which may take a while: data, compilation)
 
@@ -86,11 +96,15 @@ class Progress:
         configurations). A bar counting images passes steps=images.
 
         `eta`: seconds left, when the caller knows better than this bar's average step (trials of unequal cost).
+        `loss`, `acc`: None keeps the last ones given (a caller that reads them only when due(), see there).
         """
         self.n += steps
         self.images += images
         if eta is not None:
             self.eta = eta
+        self.loss = self.loss if loss is None else loss
+        self.acc = self.acc if acc is None else acc
+        loss, acc = self.loss, self.acc
         now = time.perf_counter()
         if not self.tty or (now - self.last_draw < _REDRAW_S and not force and self.n < self.total):
             return
@@ -98,6 +112,16 @@ class Progress:
             return
         self.last_draw = now
         self._draw_tty(now, loss, acc)
+
+    def due(self, steps: int = 1) -> bool:
+        """Whether update(steps=steps) will redraw: a caller whose figures cost something to read (a meter's means,
+        which wait for the GPU) reads them only then, and passes None otherwise."""
+        if not self.tty:
+            return False
+        now = time.perf_counter()
+        if now - self.t0 < self.delay:
+            return False
+        return now - self.last_draw >= _REDRAW_S or self.n + steps >= self.total
 
     def _stats(self, now: float, loss: float | None, acc: float | None) -> list[str]:
         """The fields after the bar: loss, accuracy, img/s, ETA (elapsed once done) and the run's ETA."""
@@ -187,6 +211,8 @@ class Progress:
         """
         now = time.perf_counter()
         rate = self.images / max(now - self.t0, 1e-9)
+        loss = self.loss if loss is None else loss
+        acc = self.acc if acc is None else acc
         if not self.enabled or self.closed:  # closed twice (`with` around an explicit close): one line, not two
             return rate
         if self.tty:
