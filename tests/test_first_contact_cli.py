@@ -406,6 +406,7 @@ def test_a_path_that_cannot_be_used_is_one_line(monkeypatch, capsys):
     [
         ["train", "lenet5"], ["eval", "RUN"], ["features", "RUN", "--out", "f.npz"], ["reproduce", "half"],
         ["conv", "bench"], ["models"], ["data", "info", "shapes"], ["data", "show", "shapes", "--out", "g.png"],
+        ["export", "lenet5", "--onnx", "x.onnx"],
     ],
 )  # fmt: skip
 def test_every_command_that_draws_a_bar_takes_no_progress(argv):

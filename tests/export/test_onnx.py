@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -196,6 +197,35 @@ def test_a_failed_check_is_exit_1_and_writes_nothing(monkeypatch, tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "exceeds the tolerance" in err, err
     assert not out.exists()
+
+
+def test_export_reports_its_steps_and_a_terminal_bar_is_erased(monkeypatch, tmp_path, capsys):
+    from cnnlab.train import progress
+
+    seen: list[str] = []
+    torch.manual_seed(0)
+    src = Exportable(cnnlab.create_model("lenet5"), "lenet5", (1, 32, 32), [0.0], [1.0], [], RANDOM_WEIGHTS)
+    export_onnx(src, opset=13, stage=seen.append)
+    assert seen == ["torchscript exporter", "onnxruntime check"]  # opset 13 is TorchScript's alone
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    term = Tty()
+    monkeypatch.setattr(sys, "stderr", term)
+    real = progress.Progress.__init__
+
+    def no_delay(self, *args, **kwargs):  # noqa: ANN001, ANN202 - the bar at once, not after a second
+        kwargs["delay"] = 0.0
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(progress.Progress, "__init__", no_delay)
+    assert main(["export", "lenet5", "--onnx", str(tmp_path / "l.onnx")]) == 0
+    drawn = term.getvalue()
+    assert "export lenet5: dynamo exporter" in drawn and "export lenet5: onnxruntime check" in drawn, drawn
+    assert "\n" not in drawn  # erased, not left above the result line
+    assert capsys.readouterr().out.startswith(str(tmp_path / "l.onnx"))
 
 
 # Small inputs where the model allows, so that the check is quick. Tracing costs the same at any input size, and even

@@ -28,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the file to write")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: torch.onnx's, 20 in torch 2.14)")
     p.add_argument("--dynamic-batch", action="store_true", help="leave the batch dimension free (default: 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (on stderr)")
     p.add_argument(
         "--input-size", default=None, metavar="CxHxW", help="CxHxW, HxW or S (default: the run's or the model's)"
     )
@@ -80,7 +81,8 @@ def load_source(source: str, input_size: str | None):  # noqa: ANN201 - cnnlab.e
 def run(args: argparse.Namespace) -> int:
     from cnnlab.data.cache import human_bytes
     from cnnlab.export import ExportFailed, export_onnx, write
-    from cnnlab.export.onnx_file import RTOL, exporters_for, require
+    from cnnlab.export.onnx_file import RTOL, default_opset, exporters_for, require
+    from cnnlab.train.progress import Progress
 
     out = Path(args.onnx)
     if out.suffix.lower() != ".onnx":
@@ -91,11 +93,26 @@ def run(args: argparse.Namespace) -> int:
         exporters_for(args.opset)  # an unsupported opset fails before a model is loaded
     require()
     src = load_source(args.source, args.input_size)
-    try:
-        e = export_onnx(src, opset=args.opset, dynamic=args.dynamic_batch)
-    except ExportFailed as err:
-        sys.stderr.write(f"cnnlab export: failed: {err}\n")
-        return 1
+    order = exporters_for(args.opset if args.opset is not None else default_opset())
+    # A terminal's bar over the steps (each exporter's conversion and check), shown once a step takes a second;
+    # a log gets only the result line below.
+    with Progress(2 * len(order), f"export {src.name}", summary=False, delay=1.0) as bar:
+        steps = [0]
+
+        def stage(what: str) -> None:
+            if steps[0]:
+                bar.update(0, force=True)  # the step before is done
+            steps[0] += 1
+            bar.update(0, steps=0, desc=f"export {src.name}: {what}", force=True)
+
+        try:
+            e = export_onnx(src, opset=args.opset, dynamic=args.dynamic_batch, stage=stage)
+        except ExportFailed as err:
+            bar.close(clear=True)
+            sys.stderr.write(f"cnnlab export: failed: {err}\n")
+            return 1
+        bar.n = bar.total  # an exporter that worked skips the rest
+        bar.close(clear=True)
     write(out, e)
     for note in e.notes:  # an exporter passed over for the one that worked
         sys.stderr.write(f"cnnlab export: note: {note}\n")

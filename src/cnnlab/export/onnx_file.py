@@ -24,7 +24,7 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -260,10 +260,15 @@ def export_onnx(
     dynamic: bool = False,
     seed: int = 0,
     exporters: tuple[str, ...] | None = None,
+    stage: Callable[[str], None] | None = None,
 ) -> Exported:
     """The model as ONNX bytes that onnxruntime runs to PyTorch's logits on random inputs (ExportFailed if no
     exporter manages it; CnnlabError for bad input). With `dynamic`, the batch dimension is free and inputs of
-    other batch sizes are checked too. `exporters` narrows the order tried (a comparison of the two)."""
+    other batch sizes are checked too. `exporters` narrows the order tried (a comparison of the two).
+
+    `stage(what)` is called as each step starts: an exporter's conversion, then its onnxruntime check (two per
+    exporter tried; tracing EfficientNet-B7 takes tens of seconds, a progress bar says where it is)."""
+    stage = stage or (lambda what: None)
     opset = default_opset() if opset is None else opset
     order = [e for e in exporters_for(opset) if exporters is None or e in exporters]
     if not order:
@@ -287,12 +292,14 @@ def export_onnx(
     notes: list[str] = []
     for exporter in order:
         fn = _dynamo if exporter == "dynamo" else _torchscript
+        stage(f"{exporter} exporter")
         try:
             proto = fn(model, inputs[0], opset, dynamic)
             data = _with_metadata(proto, metadata(src, exporter, dynamic))
         except Exception as e:  # noqa: BLE001 - exporters raise anything from torch.export, onnxscript, jit
             notes.append(f"{exporter}: {one_line(e)}")
             continue
+        stage("onnxruntime check")
         try:
             diff, tol, ok = check(data, model, inputs)
         except ExportFailed as e:

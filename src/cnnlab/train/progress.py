@@ -91,13 +91,19 @@ class Progress:
         force: bool = False,
         eta: float | None = None,
         steps: int = 1,
+        desc: str | None = None,
     ) -> None:
         """`steps` steps (of `total`) done, holding `images` images (0 for a bar over other things: models, trials,
         configurations). A bar counting images passes steps=images.
 
         `eta`: seconds left, when the caller knows better than this bar's average step (trials of unequal cost).
         `loss`, `acc`: None keeps the last ones given (a caller that reads them only when due(), see there).
+        `desc`: a new label (the step a multi-step job is at), drawn with the next redraw.
         """
+        if desc is not None:
+            self.desc = desc
+            if self.bar is not None:
+                self.bar.set_description_str(desc, refresh=False)
         self.n += steps
         self.images += images
         if eta is not None:
