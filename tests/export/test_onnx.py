@@ -92,7 +92,8 @@ def test_summary_line(run_dir, tmp_path, capsys):
     assert main(["export", str(run_dir), "--onnx", str(out), "--opset", "18"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{out}: ") and lines[0].endswith("PASS")
-    assert "opset 18" in lines[0] and "max abs diff" in lines[0]
+    assert "opset 18" in lines[0] and "vs PyTorch float64, onnxruntime is off by" in lines[0]
+    assert "PyTorch float32 by" in lines[0] and "2x PyTorch float32's" in lines[0]
     assert [o.version for o in onnx.load(str(out)).opset_import if o.domain == ""] == [18]
     assert not [p for p in tmp_path.iterdir() if p.name != "m.onnx"]  # the atomic writer's temp file is gone
 
@@ -191,7 +192,9 @@ def test_missing_onnxruntime_is_one_line(monkeypatch, tmp_path, capsys):
 def test_a_failed_check_is_exit_1_and_writes_nothing(monkeypatch, tmp_path, capsys):
     from cnnlab.export import onnx_file
 
-    monkeypatch.setattr(onnx_file, "check", lambda data, model, inputs: (0.5, 1e-4, False))
+    monkeypatch.setattr(
+        onnx_file, "check", lambda data, model, inputs: onnx_file.Checked(0.5, 1e-4, False, 1e-6, "float64")
+    )
     out = tmp_path / "x.onnx"
     assert main(["export", "lenet5", "--onnx", str(out)]) == 1
     err = capsys.readouterr().err.strip()
@@ -226,6 +229,47 @@ def test_export_reports_its_steps_and_a_terminal_bar_is_erased(monkeypatch, tmp_
     assert "export lenet5: dynamo exporter" in drawn and "export lenet5: onnxruntime check" in drawn, drawn
     assert "\n" not in drawn  # erased, not left above the result line
     assert capsys.readouterr().out.startswith(str(tmp_path / "l.onnx"))
+
+
+def test_the_check_measures_against_float64_and_catches_a_wrong_file():
+    from cnnlab.export import onnx_file
+
+    torch.manual_seed(0)
+    model = cnnlab.create_model("resnet20")
+    batchnorm_from_noise(model, (3, 32, 32))
+    src = Exportable(model, "resnet20", (3, 32, 32), [0.0] * 3, [1.0] * 3, [], RANDOM_WEIGHTS)
+    e = export_onnx(src)
+    assert e.reference == "float64" and 0 < e.torch_error < e.tolerance and e.max_diff <= e.tolerance
+    x = [torch.randn(1, 3, 32, 32)]  # the file takes batch 1
+    assert onnx_file.check(e.data, model, x).ok
+    other = cnnlab.create_model("resnet20")  # another model's weights: the file is wrong for it
+    batchnorm_from_noise(other, (3, 32, 32))
+    bad = onnx_file.check(e.data, other, x)
+    assert not bad.ok and bad.diff > 100 * bad.tolerance, (bad.diff, bad.tolerance)
+
+
+def test_a_deep_plain_net_passes_within_twice_pytorchs_own_float32_error():
+    # 56 plain layers at random init amplify float32 rounding: PyTorch's own logits are further from float64
+    # than RTOL, so a check against PyTorch float32 alone would fail every exporter (it did, before float64).
+    from cnnlab.export import onnx_file
+
+    torch.manual_seed(0)
+    model = cnnlab.create_model("plain56")
+    batchnorm_from_noise(model, (3, 32, 32))
+    src = Exportable(model, "plain56", (3, 32, 32), [0.0] * 3, [1.0] * 3, [], RANDOM_WEIGHTS)
+    e = export_onnx(src)
+    assert e.torch_error > onnx_file.RTOL * 1.0  # the logits are < 1 here: RTOL's own tolerance is 1e-4
+    assert e.tolerance > onnx_file.RTOL and e.max_diff <= e.tolerance  # twice PyTorch's error set the tolerance
+    assert e.tolerance <= onnx_file.TORCH_FACTOR * e.torch_error
+
+
+def test_without_a_float64_twin_the_reference_is_pytorchs_float32(monkeypatch, tmp_path, capsys):
+    from cnnlab.export import onnx_file
+
+    monkeypatch.setattr(onnx_file, "float64_twin", lambda model: None)
+    assert main(["export", "lenet5", "--onnx", str(tmp_path / "l.onnx")]) == 0
+    line = capsys.readouterr().out
+    assert "vs PyTorch float32 on 3 random inputs: max abs diff" in line and "PyTorch float64" not in line, line
 
 
 # Small inputs where the model allows, so that the check is quick. Tracing costs the same at any input size, and even
