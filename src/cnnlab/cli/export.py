@@ -120,11 +120,12 @@ def run(args: argparse.Namespace) -> int:
     batch = "batch dynamic (checked at " + "/".join(map(str, e.batches)) + ")" if args.dynamic_batch else "batch 1"
     head = f"{out}: {human_bytes(len(e.data))}, opset {e.opset}, {e.exporter} exporter, input {c}x{h}x{w}, {batch}; "
     n = len(e.batches)
+    rtol = f"{RTOL:.0e}".replace("e-0", "e-")  # 1e-4
     if e.torch_error is None:  # no float64 twin of the model: PyTorch's float32 logits are the reference
         print(head + f"vs PyTorch float32 on {n} random inputs: max abs diff {e.max_diff:.1e} <= {e.tolerance:.1e} "
-              f"({RTOL:g} x max(1, max|logit|)): PASS")  # fmt: skip
+              f"({rtol} x max(1, max|logit|)): PASS")  # fmt: skip
     else:
         print(head + f"on {n} random inputs vs PyTorch float64, onnxruntime is off by {e.max_diff:.1e}, PyTorch "
-              f"float32 by {e.torch_error:.1e}; tolerance {e.tolerance:.1e} (the larger of {RTOL:g} x max(1, "
+              f"float32 by {e.torch_error:.1e}; tolerance {e.tolerance:.1e} (the larger of {rtol} x max(1, "
               f"max|logit|) and {TORCH_FACTOR:g}x PyTorch float32's): PASS")  # fmt: skip
     return 0
