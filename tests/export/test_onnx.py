@@ -93,7 +93,7 @@ def test_summary_line(run_dir, tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{out}: ") and lines[0].endswith("PASS")
     assert "opset 18" in lines[0] and "vs PyTorch float64, onnxruntime is off by" in lines[0]
-    assert "PyTorch float32 by" in lines[0] and "2x PyTorch float32's" in lines[0]
+    assert "PyTorch float32 by" in lines[0] and "4x PyTorch float32's" in lines[0]
     assert [o.version for o in onnx.load(str(out)).opset_import if o.domain == ""] == [18]
     assert not [p for p in tmp_path.iterdir() if p.name != "m.onnx"]  # the atomic writer's temp file is gone
 
@@ -248,7 +248,7 @@ def test_the_check_measures_against_float64_and_catches_a_wrong_file():
     assert not bad.ok and bad.diff > 100 * bad.tolerance, (bad.diff, bad.tolerance)
 
 
-def test_a_deep_plain_net_passes_within_twice_pytorchs_own_float32_error():
+def test_a_deep_plain_net_passes_within_a_few_times_pytorchs_own_float32_error():
     # 56 plain layers at random init amplify float32 rounding: PyTorch's own logits are further from float64
     # than RTOL, so a check against PyTorch float32 alone would fail every exporter (it did, before float64).
     from cnnlab.export import onnx_file
@@ -259,7 +259,7 @@ def test_a_deep_plain_net_passes_within_twice_pytorchs_own_float32_error():
     src = Exportable(model, "plain56", (3, 32, 32), [0.0] * 3, [1.0] * 3, [], RANDOM_WEIGHTS)
     e = export_onnx(src)
     assert e.torch_error > onnx_file.RTOL * 1.0  # the logits are < 1 here: RTOL's own tolerance is 1e-4
-    assert e.tolerance > onnx_file.RTOL and e.max_diff <= e.tolerance  # twice PyTorch's error set the tolerance
+    assert e.tolerance > onnx_file.RTOL and e.max_diff <= e.tolerance  # PyTorch's own error set the tolerance
     assert e.tolerance <= onnx_file.TORCH_FACTOR * e.torch_error
 
 

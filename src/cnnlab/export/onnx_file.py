@@ -40,12 +40,13 @@ EXPORTERS = ("dynamo", "torchscript")
 # to float32's eyes), and passes the file when its error is at most RTOL * max(1, max |logit|) or TORCH_FACTOR
 # times PyTorch's own float32 error, whichever is larger. Why not simply |onnx - torch| <= RTOL: float32 kernels
 # that sum in another order differ by a few ulps, and a deep network amplifies them. Measured at each model's own
-# input size (random weights, BatchNorm statistics of noise): resnet152's PyTorch float32 logits are 6.4e-4 from
-# float64 and onnxruntime's 5.0e-4; plain110's 7.4e-2 and 4.3e-2 (logits ~0.2: 110 plain layers are ill-
-# conditioned in any float32 engine). onnxruntime's error was 0.5-1.2x PyTorch's on every model tried, so twice it
-# is a rounding difference; an export bug (a wrong op, pad or layout) is off by the size of the logits.
+# input size (random weights, BatchNorm statistics of noise; benchmarks/onnx_opsets.py): resnet152's PyTorch
+# float32 logits are 6.6e-4 from float64 and onnxruntime's 6.8e-4; plain110's 3.9e-2 and 5.8e-2 (logits ~0.2: 110
+# plain layers are ill-conditioned in any float32 engine). Over the survey's 384 passing files onnxruntime's error
+# was 0.4-1.8x PyTorch's (1.8x: plain110; at most 1.3x elsewhere), so 4x is a rounding difference with room; an
+# export bug is off by the size of the logits (a file of other weights: >100x the tolerance, tests/export).
 RTOL = 1e-4
-TORCH_FACTOR = 2.0
+TORCH_FACTOR = 4.0
 META_KEYS = ("model", "version", "input_size", "mean", "std", "classes", "weights", "exporter", "dynamic_batch")
 JSON_KEYS = ("input_size", "mean", "std", "classes", "dynamic_batch")  # the rest are plain strings
 
