@@ -231,13 +231,18 @@ def test_export_reports_its_steps_and_a_terminal_bar_is_erased(monkeypatch, tmp_
     assert capsys.readouterr().out.startswith(str(tmp_path / "l.onnx"))
 
 
+def _random(name: str, size: tuple[int, int, int]) -> tuple[torch.nn.Module, Exportable]:
+    """A zoo model as `cnnlab export NAME` makes it: seed 0, BatchNorm statistics of noise."""
+    torch.manual_seed(0)
+    model = cnnlab.create_model(name)
+    batchnorm_from_noise(model, size)
+    return model, Exportable(model, name, size, [0.0] * size[0], [1.0] * size[0], [], RANDOM_WEIGHTS)
+
+
 def test_the_check_measures_against_float64_and_catches_a_wrong_file():
     from cnnlab.export import onnx_file
 
-    torch.manual_seed(0)
-    model = cnnlab.create_model("resnet20")
-    batchnorm_from_noise(model, (3, 32, 32))
-    src = Exportable(model, "resnet20", (3, 32, 32), [0.0] * 3, [1.0] * 3, [], RANDOM_WEIGHTS)
+    model, src = _random("resnet20", (3, 32, 32))
     e = export_onnx(src)
     assert e.reference == "float64" and 0 < e.torch_error < e.tolerance and e.max_diff <= e.tolerance
     x = [torch.randn(1, 3, 32, 32)]  # the file takes batch 1
@@ -253,10 +258,7 @@ def test_a_deep_plain_net_passes_within_a_few_times_pytorchs_own_float32_error()
     # than RTOL, so a check against PyTorch float32 alone would fail every exporter (it did, before float64).
     from cnnlab.export import onnx_file
 
-    torch.manual_seed(0)
-    model = cnnlab.create_model("plain56")
-    batchnorm_from_noise(model, (3, 32, 32))
-    src = Exportable(model, "plain56", (3, 32, 32), [0.0] * 3, [1.0] * 3, [], RANDOM_WEIGHTS)
+    _, src = _random("plain56", (3, 32, 32))
     e = export_onnx(src)
     assert e.torch_error > onnx_file.RTOL * 1.0  # the logits are < 1 here: RTOL's own tolerance is 1e-4
     assert e.tolerance > onnx_file.RTOL and e.max_diff <= e.tolerance  # PyTorch's own error set the tolerance
@@ -297,14 +299,11 @@ def _zoo_param(name: str):  # noqa: ANN202 - a pytest ParameterSet
 
 @pytest.mark.parametrize("name", [_zoo_param(n) for n in cnnlab.list_models()])
 def test_every_zoo_model_exports(name):
-    torch.manual_seed(0)
-    model = cnnlab.create_model(name)
     size = _small_size(name)
-    batchnorm_from_noise(model, size)
+    model, src = _random(name, size)
     with torch.no_grad():
         scale = float(model(torch.randn(1, *size)).abs().max())
     assert scale > 1e-3, f"logits ~{scale:.0e}: the check would compare nothing"
-    src = Exportable(model, name, size, [0.0] * size[0], [1.0] * size[0], [], RANDOM_WEIGHTS)
     e = export_onnx(src)  # ExportFailed says why in one line
     assert e.max_diff <= e.tolerance
     sess = ort.InferenceSession(e.data, providers=["CPUExecutionProvider"])
