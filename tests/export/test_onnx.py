@@ -144,6 +144,11 @@ def test_bad_export_input(run_dir, tmp_path, capsys):
     _one_line_exit_2(capsys, ["export", "lenet", "--onnx", out], "did you mean lenet5")
     _one_line_exit_2(capsys, ["export", str(tmp_path / "nope"), "--onnx", out], "not found")
     _one_line_exit_2(capsys, ["export", "lenet5", "--onnx", str(tmp_path / "x.onx")], "must end in .onnx")
+    # A zoo model at a size its fully connected layers do not take (found by the BatchNorm pass, before export).
+    _one_line_exit_2(capsys, ["export", "lenet5", "--onnx", out, "--input-size", "1x64x64"], "cannot take a 1x64x64")
+    blocker = tmp_path / "file"
+    blocker.write_text("")  # a file where a directory is asked for: refused before the model is even built
+    _one_line_exit_2(capsys, ["export", "lenet5", "--onnx", str(blocker / "x.onnx")], "cannot write there")
     assert not (tmp_path / "x.onnx").exists()
 
 

@@ -7,6 +7,7 @@ match is not written and the exit code is 1 (bad input stays exit 2).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -48,6 +49,19 @@ def _input_size(text: str | None, default: tuple[int, int, int]) -> tuple[int, i
     return size  # type: ignore[return-value]
 
 
+def _check_writable(out: Path) -> None:
+    """Fail before a long export, not after it, when the file cannot be written where asked."""
+    import tempfile
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)  # as the atomic writer does
+        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".probe", dir=out.parent)
+    except OSError as e:
+        raise CnnlabError(f"--onnx {out}: cannot write there ({e.strerror or e})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def _looks_like_path(source: str) -> bool:
     return Path(source).exists() or "/" in source or Path(source).suffix in (".safetensors", ".json", ".pt")
 
@@ -72,7 +86,11 @@ def load_source(source: str, input_size: str | None):  # noqa: ANN201 - cnnlab.e
     size = _input_size(input_size, tuple(info.input_size))
     torch.manual_seed(0)  # random init, but the same file on every run
     model = cnnlab.create_model(source)
-    batchnorm_from_noise(model, size)  # so that the onnxruntime check compares logits that are not ~0
+    try:
+        batchnorm_from_noise(model, size)  # so that the onnxruntime check compares logits that are not ~0
+    except (RuntimeError, ValueError) as e:  # the first forward pass: an input size the model cannot take
+        c, h, w = size
+        raise CnnlabError(f"{source} cannot take a {c}x{h}x{w} input: {str(e).splitlines()[0]}") from None
     c, n = size[0], int(model.num_classes)
     # No training data, so no normalization to record: mean 0, std 1 feeds the model x / 255.
     return Exportable(model, source, size, [0.0] * c, [1.0] * c, [str(i) for i in range(n)], RANDOM_WEIGHTS)
@@ -89,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         raise CnnlabError(f"--onnx {args.onnx}: the file name must end in .onnx (predict tells files by it)")
     if out.is_dir():
         raise CnnlabError(f"--onnx {args.onnx}: is a directory")
+    _check_writable(out)
     if args.opset is not None:
         exporters_for(args.opset)  # an unsupported opset fails before a model is loaded
     require()
