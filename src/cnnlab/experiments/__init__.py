@@ -19,6 +19,7 @@ from cnnlab.experiments import (
     depthwise,
     factorize,
     half,
+    preact,
     rounding,
     scaling,
     small_filters,
@@ -31,6 +32,7 @@ EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in (
         degradation.EXPERIMENT,
+        preact.EXPERIMENT,
         small_filters.EXPERIMENT,
         bottleneck.EXPERIMENT,
         factorize.EXPERIMENT,
