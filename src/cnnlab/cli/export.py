@@ -115,14 +115,13 @@ def run(args: argparse.Namespace) -> int:
     order = exporters_for(args.opset if args.opset is not None else default_opset())
     # A terminal's bar over the steps (each exporter's conversion and check), shown once a step takes a second;
     # a log gets only the result line below.
-    with Progress(2 * len(order), f"export {src.name}", summary=False, delay=1.0) as bar:
-        steps = [0]
+    label = f"export {src.name}"
+    with Progress(2 * len(order), label, summary=False, delay=1.0) as bar:
 
         def stage(what: str) -> None:
-            if steps[0]:
+            if bar.desc != label:
                 bar.update(0, force=True)  # the step before is done
-            steps[0] += 1
-            bar.update(0, steps=0, desc=f"export {src.name}: {what}", force=True)
+            bar.update(0, steps=0, desc=f"{label}: {what}", force=True)
 
         try:
             e = export_onnx(src, opset=args.opset, dynamic=args.dynamic_batch, stage=stage)
@@ -130,7 +129,6 @@ def run(args: argparse.Namespace) -> int:
             bar.close(clear=True)
             sys.stderr.write(f"cnnlab export: failed: {err}\n")
             return 1
-        bar.n = bar.total  # an exporter that worked skips the rest
         bar.close(clear=True)
     write(out, e)
     for note in e.notes:  # an exporter passed over for the one that worked

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cnnlab.experiments.base import PAPER, QUICK, Arm, Experiment, Setup
+from cnnlab.experiments.base import PAPER, QUICK, Arm, Experiment, Setup, read_early_train_error
 from cnnlab.experiments.published import published
 from cnnlab.experiments.runner import compare
 from cnnlab.models.googlenet import TABLE1
@@ -49,16 +49,8 @@ def _arms(cfg: Config) -> list[Arm]:
     ]  # fmt: skip
 
 
-def early_epoch(cfg: Config) -> int:
-    return max(1, round(cfg.early_fraction * cfg.epochs))
-
-
 def evaluate(cfg: Config, r: dict[str, Any], out: Any, device: str, log: Any) -> dict[str, Any]:
-    """Each trial's training error at the early epoch, read from its curve (nothing is re-evaluated)."""
-    k = early_epoch(cfg)
-    for t in r["trials"]:
-        t["early_train_error"] = t["train_error"][k - 1]
-    return {"early_epoch": k}
+    return {"early_epoch": read_early_train_error(r["trials"], cfg.early_fraction, cfg.epochs)}
 
 
 def judge(cfg: Config, r: dict[str, Any]) -> list[dict[str, Any]]:

@@ -81,6 +81,15 @@ class Experiment:
     measure: Callable[[Any, Path, str, Callable[[str], None]], dict[str, Any]] | None = None
 
 
+def read_early_train_error(trials: list[dict[str, Any]], early_fraction: float, epochs: int) -> int:
+    """Each trial's training error at the epoch at `early_fraction` of the run (at least the first), read from its
+    curve into t["early_train_error"] (nothing is re-evaluated); returns that epoch (1-based)."""
+    k = max(1, round(early_fraction * epochs))
+    for t in trials:
+        t["early_train_error"] = t["train_error"][k - 1]
+    return k
+
+
 SCALES = ("full", "quick", "paper")
 
 # The CI size every CIFAR experiment starts its `quick` from (a few hundred steps; the numbers mean little), and

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnnlab.errors import CnnlabError
-from cnnlab.experiments.base import PAPER, QUICK, Arm, Experiment, Setup
+from cnnlab.experiments.base import PAPER, QUICK, Arm, Experiment, Setup, read_early_train_error
 from cnnlab.experiments.degradation import recipe_for
 from cnnlab.experiments.published import published
 from cnnlab.experiments.runner import compare
@@ -55,18 +55,11 @@ def _arms(cfg: Config) -> list[Arm]:
     ]
 
 
-def early_epoch(cfg: Config) -> int:
-    return max(1, round(cfg.early_fraction * cfg.epochs))
-
-
 def evaluate(cfg: Config, r: dict[str, Any], out: Any, device: str, log: Any) -> dict[str, Any]:
-    """Each trial's training error at the early epoch, read from its curve, and its test - training error gap
-    (nothing is re-evaluated)."""
-    k = early_epoch(cfg)
+    """The early training error (from the curves) and each trial's test - training error gap."""
     for t in r["trials"]:
-        t["early_train_error"] = t["train_error"][k - 1]
         t["train_test_gap"] = t["test_error"] - t["final_train_error"]
-    return {"early_epoch": k}
+    return {"early_epoch": read_early_train_error(r["trials"], cfg.early_fraction, cfg.epochs)}
 
 
 def judge(cfg: Config, r: dict[str, Any]) -> list[dict[str, Any]]:

@@ -112,22 +112,22 @@ class Progress:
         self.acc = self.acc if acc is None else acc
         loss, acc = self.loss, self.acc
         now = time.perf_counter()
-        if not self.tty or (now - self.last_draw < _REDRAW_S and not force and self.n < self.total):
-            return
-        if now - self.t0 < self.delay:
+        if not self._redraws(now, self.n, force):
             return
         self.last_draw = now
         self._draw_tty(now, loss, acc)
 
+    def _redraws(self, now: float, n: int, force: bool = False) -> bool:
+        """Whether a terminal bar at step `n` redraws at `now`: after `delay`, then at most every _REDRAW_S (unless
+        forced), and always at the last step."""
+        if not self.tty or now - self.t0 < self.delay:
+            return False
+        return force or n >= self.total or now - self.last_draw >= _REDRAW_S
+
     def due(self, steps: int = 1) -> bool:
         """Whether update(steps=steps) will redraw: a caller whose figures cost something to read (a meter's means,
         which wait for the GPU) reads them only then, and passes None otherwise."""
-        if not self.tty:
-            return False
-        now = time.perf_counter()
-        if now - self.t0 < self.delay:
-            return False
-        return now - self.last_draw >= _REDRAW_S or self.n + steps >= self.total
+        return self.tty and self._redraws(time.perf_counter(), self.n + steps)
 
     def _stats(self, now: float, loss: float | None, acc: float | None) -> list[str]:
         """The fields after the bar: loss, accuracy, img/s, ETA (elapsed once done) and the run's ETA."""
