@@ -118,10 +118,8 @@ def run(args: argparse.Namespace) -> int:
     label = f"export {src.name}"
     with Progress(2 * len(order), label, summary=False, delay=1.0) as bar:
 
-        def stage(what: str) -> None:
-            if bar.desc != label:
-                bar.update(0, force=True)  # the step before is done
-            bar.update(0, steps=0, desc=f"{label}: {what}", force=True)
+        def stage(what: str) -> None:  # one redraw: the step before done (none before the first), the next named
+            bar.update(0, steps=0 if bar.desc == label else 1, desc=f"{label}: {what}", force=True)
 
         try:
             e = export_onnx(src, opset=args.opset, dynamic=args.dynamic_batch, stage=stage)
